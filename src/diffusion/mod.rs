@@ -1,0 +1,1 @@
+//! Gaussian diffusion (improved-DDPM / ADM formulation as used by DiT).

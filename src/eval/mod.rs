@@ -1,0 +1,1 @@
+//! Sample-quality metrics (FID, precision/recall) with the standard Inception network.

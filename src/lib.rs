@@ -1,0 +1,10 @@
+//! `dit`: Diffusion Transformers (Peebles & Xie, arXiv 2212.09748) in Rust.
+//!
+//! The library mirrors the system: [`model`] holds the network and its
+//! checkpoint formats, [`diffusion`] the Gaussian diffusion it is trained and
+//! sampled with, [`eval`] the metrics, and [`cli`] the `dit` command line.
+
+pub mod cli;
+pub mod diffusion;
+pub mod eval;
+pub mod model;
