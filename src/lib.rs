@@ -4,6 +4,7 @@
 //! checkpoint formats, [`diffusion`] the Gaussian diffusion it is trained and
 //! sampled with, [`eval`] the metrics, and [`cli`] the `dit` command line.
 
+pub mod atomic_file;
 pub mod cli;
 pub mod diffusion;
 pub mod eval;

@@ -1,6 +1,10 @@
 //! The `dit` command line: argument parsing and dispatch. Each subcommand lives
 //! in its own file and calls into the library.
 
+pub mod checkpoint_args;
+pub mod convert;
+pub mod info;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -9,7 +13,8 @@ use std::process::ExitCode;
     name = "dit",
     version,
     about = "Diffusion Transformers (DiT): train, sample, evaluate, convert",
-    long_about = None
+    long_about = "Diffusion Transformers (Peebles & Xie, arXiv 2212.09748) in one binary.\n\
+                  Reads official PyTorch checkpoints, diffusers folders and safetensors."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -17,11 +22,19 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Show a checkpoint's or preset's configuration and parameter count.
+    Info(info::InfoArgs),
+    /// Convert a checkpoint (.pt, diffusers, safetensors) to dit's safetensors.
+    Convert(convert::ConvertArgs),
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.command {};
+    let result = match cli.command {
+        Command::Info(args) => info::run(args),
+        Command::Convert(args) => convert::run(args),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

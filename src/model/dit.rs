@@ -1,0 +1,135 @@
+//! The Diffusion Transformer: patchify, N adaLN-Zero blocks, final layer,
+//! unpatchify (paper, Figure 3, left).
+
+use super::block::AdaLnZeroBlock;
+use super::config::DitConfig;
+use super::embed::{sincos_pos_embed_2d, LabelEmbedder, PatchEmbed, TimestepEmbedder};
+use super::final_layer::FinalLayer;
+use super::params::check_shapes;
+use super::weights::Weights;
+use crate::diffusion::guidance::ClassifierFreeGuidance;
+use anyhow::{bail, Result};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+
+pub struct Dit {
+    config: DitConfig,
+    x_embedder: PatchEmbed,
+    pos_embed: Tensor,
+    t_embedder: TimestepEmbedder,
+    y_embedder: LabelEmbedder,
+    blocks: Vec<AdaLnZeroBlock>,
+    final_layer: FinalLayer,
+}
+
+impl Dit {
+    /// Assembles a model from official-named tensors. Every parameter must be
+    /// present with its expected shape; `pos_embed` may be absent (it is then
+    /// computed). Tensors are used as given, so `Var`-backed tensors train.
+    pub fn from_tensors(config: DitConfig, tensors: &HashMap<String, Tensor>) -> Result<Self> {
+        config.validate()?;
+        let shapes = tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+            .collect();
+        check_shapes(&config, &shapes)?;
+        let w = Weights::new(tensors);
+        let x_embedder = PatchEmbed::new(w)?;
+        let weight = w.get("x_embedder.proj.weight")?;
+        let pos_embed = match tensors.get("pos_embed") {
+            Some(p) => p.clone(),
+            None => sincos_pos_embed_2d(config.hidden_size, config.grid_size(), weight.device())?
+                .to_dtype(weight.dtype())?,
+        };
+        let blocks = (0..config.depth)
+            .map(|i| {
+                let prefix = format!("blocks.{i}.");
+                AdaLnZeroBlock::new(Weights::with_prefix(tensors, &prefix), config.num_heads)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            x_embedder,
+            pos_embed,
+            t_embedder: TimestepEmbedder::new(w)?,
+            y_embedder: LabelEmbedder::new(w)?,
+            blocks,
+            final_layer: FinalLayer::new(w)?,
+            config,
+        })
+    }
+
+    /// A freshly initialised model (paper initialisation; outputs zeros).
+    pub fn init(config: DitConfig, seed: u64, device: &Device, dtype: DType) -> Result<Self> {
+        let tensors = super::params::initial_tensors(&config, seed, device, dtype)?;
+        Self::from_tensors(config, &tensors)
+    }
+
+    pub fn config(&self) -> &DitConfig {
+        &self.config
+    }
+
+    /// ε (and variance) prediction. `x`: `(N, C, H, W)`; `t`: `(N,)` float
+    /// timesteps; `y`: `(N,)` u32 labels (the null class allowed).
+    pub fn forward(&self, x: &Tensor, t: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let cfg = &self.config;
+        if c != cfg.in_channels || h != cfg.input_size || w != cfg.input_size {
+            bail!(
+                "input of shape ({n}, {c}, {h}, {w}) does not fit the model: expected (N, {}, {}, {})",
+                cfg.in_channels,
+                cfg.input_size,
+                cfg.input_size
+            );
+        }
+        if t.dims() != [n] || y.dims() != [n] {
+            bail!(
+                "t and y must have shape ({n},), got {:?} and {:?}",
+                t.dims(),
+                y.dims()
+            );
+        }
+        let dtype = self.pos_embed.dtype();
+        let tokens = self
+            .x_embedder
+            .forward(&x.to_dtype(dtype)?)?
+            .broadcast_add(&self.pos_embed)?;
+        let c = (self.t_embedder.forward(t)? + self.y_embedder.forward(y)?)?;
+        // Every block (and the final layer) applies SiLU to c first; do it once.
+        let c_silu = c.silu()?;
+        let mut tokens = tokens;
+        for block in &self.blocks {
+            tokens = block.forward(&tokens, &c_silu)?;
+        }
+        self.unpatchify(&self.final_layer.forward(&tokens, &c_silu)?)
+    }
+
+    /// Forward on a guidance batch: rows `0..N` conditional, `N..2N` null
+    /// class. As in the official release, the first half of `x` is used for
+    /// both halves, and the guided ε replaces both halves of the output.
+    pub fn forward_with_cfg(
+        &self,
+        x: &Tensor,
+        t: &Tensor,
+        y: &Tensor,
+        guidance: &ClassifierFreeGuidance,
+    ) -> Result<Tensor> {
+        let n2 = x.dim(0)?;
+        if n2 % 2 != 0 {
+            bail!("guidance batch must have an even size (conditional then null class), got {n2}");
+        }
+        let half = x.narrow(0, 0, n2 / 2)?;
+        let out = self.forward(&Tensor::cat(&[&half, &half], 0)?, t, y)?;
+        Ok(guidance.combine(&out, self.config.in_channels)?)
+    }
+
+    /// `(N, T, p·p·C)` → `(N, C, H, W)`.
+    fn unpatchify(&self, x: &Tensor) -> Result<Tensor> {
+        let cfg = &self.config;
+        let (p, g, c) = (cfg.patch_size, cfg.grid_size(), cfg.out_channels());
+        let n = x.dim(0)?;
+        let x = x.reshape(vec![n, g, g, p, p, c])?;
+        // (n, h, w, p, q, c) → (n, c, h, p, w, q)
+        Ok(x.permute(vec![0, 5, 1, 3, 2, 4])?
+            .reshape((n, c, g * p, g * p))?)
+    }
+}

@@ -1,0 +1,131 @@
+//! Inputs of the transformer: patch tokens with fixed positions, and the
+//! conditioning vector c = timestep embedding + label embedding.
+
+use super::params::TIMESTEP_FREQUENCIES;
+use super::weights::Weights;
+use anyhow::Result;
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::Linear;
+
+/// Non-overlapping p×p patches, each projected to D (a stride-p convolution).
+///
+/// Computed as one matmul over flattened patches, which is the same sum as
+/// the convolution and lets the patch weights keep their `(D, C, p, p)` shape.
+pub struct PatchEmbed {
+    weight: Tensor,
+    bias: Tensor,
+    patch: usize,
+}
+
+impl PatchEmbed {
+    pub fn new(w: Weights) -> Result<Self> {
+        let weight = w.get("x_embedder.proj.weight")?;
+        let patch = weight.dim(2)?;
+        let weight = weight.flatten_from(1)?;
+        Ok(Self {
+            weight,
+            bias: w.get("x_embedder.proj.bias")?,
+            patch,
+        })
+    }
+
+    /// `(N, C, H, W)` → `(N, T, D)`, tokens in row-major order.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let p = self.patch;
+        let (gh, gw) = (h / p, w / p);
+        let patches = x
+            .reshape((n, c, gh, p, gw, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .reshape((n, gh * gw, c * p * p))?;
+        Ok(patches
+            .broadcast_matmul(&self.weight.t()?)?
+            .broadcast_add(&self.bias)?)
+    }
+}
+
+/// The fixed `(1, T, D)` 2-D sin-cos position table, computed in float64.
+///
+/// The first D/2 channels encode the column index and the next D/2 the row
+/// index; each half is `[sin(pos·ω), cos(pos·ω)]`, ω_i = 10000^(−i/(D/4)).
+pub fn sincos_pos_embed_2d(dim: usize, grid: usize, device: &Device) -> Result<Tensor> {
+    let quarter = dim / 4;
+    let omega: Vec<f64> = (0..quarter)
+        .map(|i| 1.0 / 10000f64.powf(i as f64 / quarter as f64))
+        .collect();
+    let mut table = Vec::with_capacity(grid * grid * dim);
+    for row in 0..grid {
+        for col in 0..grid {
+            for pos in [col as f64, row as f64] {
+                table.extend(omega.iter().map(|w| (pos * w).sin() as f32));
+                table.extend(omega.iter().map(|w| (pos * w).cos() as f32));
+            }
+        }
+    }
+    Ok(Tensor::from_vec(table, (1, grid * grid, dim), device)?)
+}
+
+/// Sinusoidal features of a (possibly fractional) timestep, then a 2-layer MLP.
+pub struct TimestepEmbedder {
+    freqs: Tensor,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl TimestepEmbedder {
+    pub fn new(w: Weights) -> Result<Self> {
+        let fc1 = w.linear("t_embedder.mlp.0")?;
+        let device = fc1.weight().device().clone();
+        Ok(Self {
+            freqs: timestep_frequencies(&device)?,
+            fc1,
+            fc2: w.linear("t_embedder.mlp.2")?,
+        })
+    }
+
+    /// `(N,)` timesteps → `(N, D)`.
+    pub fn forward(&self, t: &Tensor) -> Result<Tensor> {
+        let dtype = self.fc1.weight().dtype();
+        let args = t
+            .to_dtype(DType::F32)?
+            .unsqueeze(1)?
+            .broadcast_mul(&self.freqs.unsqueeze(0)?)?;
+        let features = Tensor::cat(&[args.cos()?, args.sin()?], 1)?.to_dtype(dtype)?;
+        Ok(self.fc2.forward(&self.fc1.forward(&features)?.silu()?)?)
+    }
+}
+
+/// `exp(−ln(10000)·i/128)` for i < 128, rounded the way the reference's
+/// float32 arithmetic rounds it (f32 product, then exp), so that timestep
+/// features agree with PyTorch to the last bit wherever possible.
+fn timestep_frequencies(device: &Device) -> Result<Tensor> {
+    let half = TIMESTEP_FREQUENCIES / 2;
+    let neg_log = -(10000f64.ln() as f32);
+    let freqs: Vec<f32> = (0..half)
+        .map(|i| (((neg_log * i as f32) / half as f32) as f64).exp() as f32)
+        .collect();
+    Ok(Tensor::from_vec(freqs, half, device)?)
+}
+
+/// Class labels → vectors; the extra last row (when present) is the null class.
+pub struct LabelEmbedder {
+    table: Tensor,
+}
+
+impl LabelEmbedder {
+    pub fn new(w: Weights) -> Result<Self> {
+        Ok(Self {
+            table: w.get("y_embedder.embedding_table.weight")?,
+        })
+    }
+
+    /// `(N,)` u32 labels → `(N, D)`.
+    pub fn forward(&self, y: &Tensor) -> Result<Tensor> {
+        let rows = self.table.dim(0)?;
+        let max = y.to_dtype(DType::U32)?.max(0)?.to_scalar::<u32>()?;
+        if max as usize >= rows {
+            anyhow::bail!("label {max} out of range: the label table has {rows} rows");
+        }
+        Ok(self.table.index_select(y, 0)?)
+    }
+}

@@ -1,0 +1,115 @@
+//! Helpers shared by the model tests: the fixture generator's weights, fixture
+//! loading, and the error measures every parity claim is stated in.
+#![allow(dead_code)]
+
+use candle_core::{DType, Device, Tensor};
+use dit::model::params::param_specs;
+use dit::model::DitConfig;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/model")
+        .join(name)
+}
+
+fn fnv1a64(text: &str) -> u64 {
+    text.bytes().fold(0xCBF29CE484222325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001B3)
+    })
+}
+
+/// Same stream as `det_uniform` in scripts/model_fixtures.py: values in [-1, 1).
+pub fn det_uniform(name: &str, n: usize, salt: u64) -> Vec<f32> {
+    let seed = fnv1a64(name) ^ salt;
+    (1..=n as u64)
+        .map(|i| {
+            let mut z = seed.wrapping_add(i.wrapping_mul(0x9E3779B97F4A7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+            z ^= z >> 31;
+            ((z >> 40) as f64 / (1u64 << 23) as f64 - 1.0) as f32
+        })
+        .collect()
+}
+
+fn det_scale(name: &str, shape: &[usize]) -> f32 {
+    if name.ends_with("embedding_table.weight") {
+        0.5
+    } else if name.ends_with(".weight") {
+        1.0 / (shape[1..].iter().product::<usize>() as f32).sqrt()
+    } else {
+        0.1
+    }
+}
+
+/// The generator's weights for `cfg` (without `pos_embed`, which the model computes).
+pub fn det_tensors(cfg: &DitConfig, dtype: DType) -> HashMap<String, Tensor> {
+    param_specs(cfg)
+        .into_iter()
+        .filter(|s| s.name != "pos_embed")
+        .map(|s| {
+            let scale = det_scale(&s.name, &s.shape);
+            let v: Vec<f32> = det_uniform(&s.name, s.numel(), 0)
+                .into_iter()
+                .map(|x| x * scale)
+                .collect();
+            let t = Tensor::from_vec(v, s.shape.as_slice(), &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            (s.name, t)
+        })
+        .collect()
+}
+
+pub fn load_io(name: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture(name), &Device::Cpu).unwrap()
+}
+
+pub fn labels(io: &HashMap<String, Tensor>, key: &str) -> Tensor {
+    io[key].to_dtype(DType::U32).unwrap()
+}
+
+/// (max |Δ|, relative L2 = ‖a − b‖ / ‖b‖), computed in f64.
+pub fn errors(actual: &Tensor, expected: &Tensor) -> (f64, f64) {
+    assert_eq!(actual.dims(), expected.dims(), "shape mismatch");
+    let a = actual
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let b = expected
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let max = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    let diff: f64 = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let norm: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    (max, diff / norm)
+}
+
+/// The f32 parity bar: relative L2 < 1e-5 and max |Δ| < 1e-4.
+pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor) {
+    let (max, rel) = errors(actual, expected);
+    println!("{what}: max |Δ| {max:.3e}, rel L2 {rel:.3e}");
+    assert!(
+        rel < 1e-5 && max < 1e-4,
+        "{what}: max |Δ| {max:.3e}, rel L2 {rel:.3e} exceed 1e-4 / 1e-5"
+    );
+}
