@@ -211,7 +211,8 @@ def dpmpp_2m(tab, x, eps_fn):
             x = x0
         else:
             h = lam[k - 1] - lam[k]
-            if prev is None:
+            if prev is None or k == 1:
+                # First order at the start and into index 0 (see dpm_solver.rs).
                 d = x0
             else:
                 r = (lam[k] - lam[k + 1]) / h
@@ -366,32 +367,102 @@ def steps_fixture():
         })
     fx["ddim_25"] = ddim
 
-    # DPM-Solver++(2M) over the 20 timesteps of "20", with fixed ε outputs.
-    kept = respaced_indices(1000, "20")
-    tab = tables(respaced_betas(abar_full, kept))
-    x = f32(RNG.standard_normal(shape))
-    # ε of the exact denoiser for N(0, I) data (E[ε | x_k] = σ_k·x_k), perturbed,
-    # so the trajectory stays at the scale of real sampling.
-    perturb = [RNG.standard_normal(shape) for _ in kept]
-    sig = np.sqrt(1 - tab["alphas_cumprod"])
-    xs, eps = dpmpp_2m(tab, x, lambda i, k, xk: f32(sig[k] * xk + 0.2 * perturb[i]))
-    sch = DPMSolverMultistepScheduler(
-        num_train_timesteps=1000, beta_schedule="linear", algorithm_type="dpmsolver++",
-        solver_order=2, solver_type="midpoint", lower_order_final=True, final_sigmas_type="zero",
-    )
-    sch.set_timesteps(timesteps=list(reversed(kept)))
-    # diffusers runs in float32; feeding it the float64 reference state at each
-    # step measures each step's error rather than float32 drift compounded
-    # over 20 steps.
-    dxs = []
-    for i, t in enumerate(sch.timesteps):
-        start = x if i == 0 else xs[i - 1]
-        dxs.append(sch.step(to_t(eps[i]), t, to_t(start)).prev_sample.numpy().astype(np.float64))
-    fx["dpmpp_2m_20"] = {
-        "timestep_map": kept, "x": tolist(x), "eps": [tolist(e) for e in eps],
-        "numpy": [tolist(a) for a in xs], "diffusers": [tolist(a) for a in dxs],
-    }
+    # DPM-Solver++(2M) with fixed ε outputs over "10" and "20". diffusers takes
+    # a second-order step into index 0 where we take a first-order one (see
+    # dpm_solver.rs), so that one step has no diffusers value.
+    for spec in ["10", "20"]:
+        kept = respaced_indices(1000, spec)
+        tab = tables(respaced_betas(abar_full, kept))
+        x = f32(RNG.standard_normal(shape))
+        # ε of the exact denoiser for N(0, I) data (E[ε | x_k] = σ_k·x_k),
+        # perturbed, so the trajectory stays at the scale of real sampling.
+        perturb = [RNG.standard_normal(shape) for _ in kept]
+        sig = np.sqrt(1 - tab["alphas_cumprod"])
+        xs, eps = dpmpp_2m(tab, x, lambda i, k, xk: f32(sig[k] * xk + 0.2 * perturb[i]))
+        sch = DPMSolverMultistepScheduler(
+            num_train_timesteps=1000, beta_schedule="linear", algorithm_type="dpmsolver++",
+            solver_order=2, solver_type="midpoint", lower_order_final=True, final_sigmas_type="zero",
+        )
+        sch.set_timesteps(timesteps=list(reversed(kept)))
+        # diffusers runs in float32; feeding it the float64 reference state at
+        # each step measures each step's error rather than float32 drift
+        # compounded over the run.
+        dxs = []
+        for i, t in enumerate(sch.timesteps):
+            start = x if i == 0 else xs[i - 1]
+            step = sch.step(to_t(eps[i]), t, to_t(start)).prev_sample.numpy().astype(np.float64)
+            second_order_into_zero = i == len(kept) - 2
+            dxs.append(None if second_order_into_zero else tolist(step))
+        fx[f"dpmpp_2m_{spec}"] = {
+            "timestep_map": kept, "x": tolist(x), "eps": [tolist(e) for e in eps],
+            "numpy": [tolist(a) for a in xs], "diffusers": dxs,
+        }
     write("steps.json", fx)
+
+
+def oracle_fixture():
+    """Exact output moments of each sampler (with its discretisation error)
+    for Gaussian data and the exact denoiser, by propagating mean and variance
+    through the reference steps: every step is affine in x plus independent
+    Gaussian noise, so per dimension x' = S·x + I + σ·z."""
+    abar_full = tables(linear_betas(1000))["alphas_cumprod"]
+    dims = 16
+    mu = np.linspace(-0.5, 0.5, dims)
+    std = 0.7 + 0.3 * ((np.arange(dims) * 7) % dims) / (dims - 1)
+
+    def eps_of(x, t):
+        a = abar_full[t]
+        return np.sqrt(1 - a) * (x - np.sqrt(a) * mu) / (a * std**2 + 1 - a)
+
+    def v_of(tab, k):
+        # log σ² of the true reverse conditional: V_{t-1}·β_t / V_t.
+        if k == 0:
+            return np.zeros(dims)
+        marg = lambda a: a * std**2 + 1 - a
+        opt = np.log(marg(tab["alphas_cumprod_prev"][k]) * tab["betas"][k] / marg(tab["alphas_cumprod"][k]))
+        lo, hi = tab["posterior_log_variance_clipped"][k], np.log(tab["betas"][k])
+        return 2 * (opt - lo) / (hi - lo) - 1
+
+    def model(tab, kept, k, x):
+        return np.concatenate([eps_of(x, kept[k]), v_of(tab, k)[None, :].repeat(x.shape[0], 0)], axis=1)
+
+    cases = []
+    for variance, spec, sampler, eta in [
+        ("fixed_large", "250", "ddpm", 0.0),
+        ("learned_range", "250", "ddpm", 0.0),
+        ("learned_range", "10", "ddpm", 0.0),
+        ("learned_range", "ddim50", "ddim", 0.0),
+        ("fixed_large", "ddim50", "ddim", 1.0),
+        ("learned_range", "20", "dpmpp_2m", 0.0),
+        ("learned_range", "10", "dpmpp_2m", 0.0),
+    ]:
+        kept = respaced_indices(1000, spec)
+        tab = tables(respaced_betas(abar_full, kept))
+        if sampler == "dpmpp_2m":
+            xs, _ = dpmpp_2m(tab, np.stack([np.zeros(dims), np.ones(dims)]),
+                             lambda i, k, x: model(tab, kept, k, x)[:, :dims])
+            b = xs[-1][0]
+            mean, var = b, (xs[-1][1] - b) ** 2
+        else:
+            mean, var = np.zeros(dims), np.ones(dims)
+            for k in range(len(kept) - 1, -1, -1):
+                def step(x, z):
+                    x = np.full((1, dims), x, dtype=np.float64)
+                    z = np.full((1, dims), z, dtype=np.float64)
+                    out = model(tab, kept, k, x)
+                    if sampler == "ddpm":
+                        return ddpm_step(tab, variance, out, x, k, z)[0]
+                    return ddim_step(tab, out, x, k, eta, z)[0]
+                base = step(0.0, 0.0)
+                slope, noise_std = step(1.0, 0.0) - base, step(0.0, 1.0) - base
+                mean, var = slope * mean + base, slope**2 * var + noise_std**2
+        cases.append({
+            "variance": variance, "spacing": spec, "sampler": sampler, "eta": eta,
+            "mean": tolist(mean), "variance_of_samples": tolist(var),
+        })
+        print(f"oracle {variance} {spec} {sampler} eta={eta}: bias mean {np.abs(mean - mu).max():.2e}, "
+              f"var/s² − 1 in [{(var / std**2 - 1).min():+.4f}, {(var / std**2 - 1).max():+.4f}]")
+    write("oracle.json", {"mean": tolist(mu), "std": tolist(std), "cases": cases})
 
 
 if __name__ == "__main__":
@@ -399,3 +470,4 @@ if __name__ == "__main__":
     gaussian_fixture()
     respacing_fixture()
     steps_fixture()
+    oracle_fixture()

@@ -437,43 +437,52 @@ fn ddim_steps_match_numpy_and_diffusers() {
 fn dpm_solver_pp_2m_matches_numpy_and_diffusers() {
     let fx = load("steps.json");
     let shape = usizes(&fx["shape"]);
-    let case = &fx["dpmpp_2m_20"];
-    let d = diffusion(NoiseSchedule::Linear, VarianceType::FixedLarge)
-        .respace("20")
-        .unwrap();
-    assert_eq!(d.timestep_map(), usizes(&case["timestep_map"]).as_slice());
-    let eps: Vec<Tensor> = case["eps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| tensor(e, &shape))
-        .collect();
-    let numpy = case["numpy"].as_array().unwrap();
-    let diffusers = case["diffusers"].as_array().unwrap();
-    let mut solver = DpmSolverPP2M::default();
-    let mut x = tensor(&case["x"], &shape);
-    for (i, k) in (0..d.num_timesteps()).rev().enumerate() {
-        // diffusers was fed the reference state at every step; so is this
-        // side of its comparison.
-        let start = if i == 0 {
-            tensor(&case["x"], &shape)
-        } else {
-            tensor(&numpy[i - 1], &shape)
-        };
-        let mut replay = solver.clone();
-        let from_reference = values(&replay.step(&d, &eps[i], &start, k, false).unwrap());
-        check_scaled(
-            &format!("DPM-Solver++(2M) step {i} (k={k}) vs diffusers"),
-            &from_reference,
-            &floats(&diffusers[i]),
-            DIFFUSERS_STEP_TOL,
-        );
-        x = solver.step(&d, &eps[i], &x, k, false).unwrap();
-        check_scaled(
-            &format!("DPM-Solver++(2M) step {i} (k={k}) vs numpy"),
-            &values(&x),
-            &floats(&numpy[i]),
-            STEP_TOL,
-        );
+    let mut diffusers_steps = 0;
+    for spec in ["10", "20"] {
+        let case = &fx[format!("dpmpp_2m_{spec}")];
+        let d = diffusion(NoiseSchedule::Linear, VarianceType::LearnedRange)
+            .respace(spec)
+            .unwrap();
+        assert_eq!(d.timestep_map(), usizes(&case["timestep_map"]).as_slice());
+        let eps: Vec<Tensor> = case["eps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| tensor(e, &shape))
+            .collect();
+        let numpy = case["numpy"].as_array().unwrap();
+        let diffusers = case["diffusers"].as_array().unwrap();
+        let mut solver = DpmSolverPP2M::default();
+        let mut x = tensor(&case["x"], &shape);
+        for (i, k) in (0..d.num_timesteps()).rev().enumerate() {
+            let label = format!("DPM-Solver++(2M) \"{spec}\" step {i} (k={k})");
+            // The ε given is that of the ε channels; v must be ignored.
+            let out = Tensor::cat(&[&eps[i], &eps[i].ones_like().unwrap()], 1).unwrap();
+            if !diffusers[i].is_null() {
+                // diffusers was fed the reference state at every step; so is
+                // this side of its comparison.
+                let start = if i == 0 {
+                    tensor(&case["x"], &shape)
+                } else {
+                    tensor(&numpy[i - 1], &shape)
+                };
+                let from_reference = solver.clone().step(&d, &out, &start, k, false).unwrap();
+                check_scaled(
+                    &format!("{label} vs diffusers"),
+                    &values(&from_reference),
+                    &floats(&diffusers[i]),
+                    DIFFUSERS_STEP_TOL,
+                );
+                diffusers_steps += 1;
+            }
+            x = solver.step(&d, &out, &x, k, false).unwrap();
+            check_scaled(
+                &format!("{label} vs numpy"),
+                &values(&x),
+                &floats(&numpy[i]),
+                STEP_TOL,
+            );
+        }
     }
+    assert_eq!(diffusers_steps, 9 + 19);
 }

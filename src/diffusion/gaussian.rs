@@ -1,6 +1,6 @@
 //! The forward process q and the model's reverse Gaussian p_θ.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 
 use super::coefficients::{gather, timestep_indices};
 use super::config::{DiffusionConfig, VarianceType};
@@ -242,6 +242,6 @@ impl GaussianDiffusion {
     /// A `(N,)` u32 tensor holding index `k` for every sample of `x`: the
     /// samplers step the whole batch at one index.
     pub fn uniform_timesteps(&self, k: usize, x: &Tensor) -> Result<Tensor> {
-        Tensor::full(k as u32, x.dim(0)?, x.device())?.to_dtype(DType::U32)
+        Tensor::full(k as u32, x.dim(0)?, x.device())
     }
 }
