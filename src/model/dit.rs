@@ -68,6 +68,14 @@ impl Dit {
         &self.config
     }
 
+    pub fn device(&self) -> &Device {
+        self.pos_embed.device()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.pos_embed.dtype()
+    }
+
     /// ε (and variance) prediction. `x`: `(N, C, H, W)`; `t`: `(N,)` float
     /// timesteps; `y`: `(N,)` u32 labels (the null class allowed).
     pub fn forward(&self, x: &Tensor, t: &Tensor, y: &Tensor) -> Result<Tensor> {
