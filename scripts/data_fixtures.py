@@ -21,6 +21,7 @@ import struct
 import sys
 
 import numpy as np
+import PIL
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,12 +102,7 @@ def make_fixtures():
             {"input": source, "mode": mode, "target": target, "expected": name}
         )
     with open(os.path.join(FIXTURES, "center_crop_cases.json"), "w") as f:
-        json.dump(
-            {"pillow": Image.__version__ if hasattr(Image, "__version__") else "",
-             "cases": manifest},
-            f,
-            indent=1,
-        )
+        json.dump({"pillow": PIL.__version__, "cases": manifest}, f, indent=1)
         f.write("\n")
 
 

@@ -60,10 +60,6 @@ fn abs_diff(a: &U8Image, b: &U8Image) -> (u8, f64) {
     (max, mean)
 }
 
-/// The resampling restates Pillow's integer arithmetic, so outputs are
-/// expected to be identical, not merely close.
-const MAX_LEVELS: u8 = 0;
-
 #[test]
 fn center_crop_matches_pillow() {
     let manifest: serde_json::Value = serde_json::from_slice(
@@ -86,10 +82,9 @@ fn center_crop_matches_pillow() {
         assert_eq!((got.width, got.height), (target, target));
         let (max, mean) = abs_diff(&got, &expected);
         println!("{source} {channels}ch -> {target}: max |d| {max}, mean |d| {mean:.5}");
-        assert!(
-            max <= MAX_LEVELS,
-            "{source} at {target}: max |d| {max} > {MAX_LEVELS} (mean {mean})"
-        );
+        // The resampling restates Pillow's integer arithmetic and pass
+        // order, so outputs must be identical, not merely close.
+        assert_eq!(max, 0, "{source} at {target}: max |d| {max} (mean {mean})");
         worst = (worst.0.max(max), worst.1.max(mean));
     }
     println!(
