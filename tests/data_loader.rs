@@ -302,3 +302,58 @@ fn tensors_have_the_batch_shape() {
     assert_eq!(b.x.dims(), &[3, 1, 1, 2]);
     assert_eq!(b.y.dims(), &[3]);
 }
+
+/// Records the name of every thread that decodes a sample.
+struct ThreadLog {
+    inner: Arc<Numbered>,
+    names: std::sync::Mutex<BTreeSet<String>>,
+}
+
+impl Dataset for ThreadLog {
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
+    fn class_names(&self) -> &[String] {
+        self.inner.class_names()
+    }
+    fn sample_shape(&self) -> (usize, usize, usize) {
+        self.inner.sample_shape()
+    }
+    fn get(&self, index: usize, flip: bool) -> Result<(Vec<f32>, u32), DataError> {
+        let name = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        self.names.lock().unwrap().insert(name);
+        self.inner.get(index, flip)
+    }
+}
+
+#[test]
+fn decoding_runs_on_the_loader_workers_not_the_consumer() {
+    let log = Arc::new(ThreadLog {
+        inner: Numbered::new(64, &[]),
+        names: Default::default(),
+    });
+    let mut loader = Loader::new(
+        log.clone(),
+        config(16, 0, 3),
+        LoaderState::default(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    take(&mut loader, 8, 64);
+    drop(loader);
+    let names = log.names.lock().unwrap().clone();
+    assert!(!names.is_empty());
+    for name in &names {
+        let worker: usize = name
+            .strip_prefix("dit-data-")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("sample decoded on thread {name:?}"));
+        assert!(worker < 3, "{name}");
+    }
+}
