@@ -6,6 +6,7 @@
 
 pub mod atomic_file;
 pub mod cli;
+pub mod data;
 pub mod diffusion;
 pub mod eval;
 pub mod model;
