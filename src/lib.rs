@@ -10,4 +10,5 @@ pub mod data;
 pub mod diffusion;
 pub mod eval;
 pub mod model;
+pub mod ops;
 pub mod sample;

@@ -1,0 +1,14 @@
+//! Fused CPU kernels for the training and sampling hot paths.
+//!
+//! Each differentiable op is a candle custom op with its own backward, so it
+//! works with `Tensor::backward`; on devices without a kernel here (CUDA,
+//! Metal) the same function falls back to the unfused tensor composition,
+//! which is also the reference the tests compare against. The optimizer and
+//! EMA update parameters in place, in one pass over memory.
+
+pub mod adamw;
+pub mod ema;
+mod float;
+
+pub use adamw::{AdamW, AdamWConfig};
+pub use ema::{ema_update, Ema};
