@@ -12,3 +12,4 @@ pub mod eval;
 pub mod model;
 pub mod ops;
 pub mod sample;
+pub mod train;

@@ -86,6 +86,11 @@ impl Ema {
         self.decay
     }
 
+    /// Changes the decay from the next update on (EMA warm-up schedules).
+    pub fn set_decay(&mut self, decay: f64) {
+        self.decay = decay;
+    }
+
     /// One update from the current parameters, given in the order (and with
     /// the names) this EMA was created with.
     pub fn update(&mut self, params: &[(String, Var)]) -> Result<()> {

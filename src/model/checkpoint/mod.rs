@@ -36,8 +36,17 @@ impl Default for LoadOptions {
     }
 }
 
+/// `format` metadata of `dit train` checkpoints, whose tensors are the raw
+/// weights under [`MODEL_PREFIX`], the EMA under [`EMA_PREFIX`] and the
+/// optimizer state.
+pub const TRAINING_FORMAT: &str = "dit-train";
+pub const MODEL_PREFIX: &str = "model.";
+pub const EMA_PREFIX: &str = "ema.";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// A `dit train` checkpoint (EMA and raw weights, optimizer state).
+    Training,
     /// Our safetensors with the configuration in its metadata.
     Safetensors,
     /// A PyTorch zip pickle (`.pt`, `.pth`, `.bin`).
@@ -49,6 +58,7 @@ pub enum Format {
 impl std::fmt::Display for Format {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Format::Training => "dit train checkpoint",
             Format::Safetensors => "safetensors",
             Format::PyTorch => "PyTorch pickle",
             Format::Diffusers => "diffusers",
@@ -109,7 +119,13 @@ fn inspect_unchecked(path: &Path, opts: &LoadOptions) -> Result<CheckpointInfo> 
             ),
             None => None,
         };
-        (Format::Safetensors, header.shapes, stored)
+        if header.metadata.get("format").is_some_and(|f| f == TRAINING_FORMAT) {
+            let prefix = weight_prefix(opts.weights);
+            let shapes = header.shapes.into_iter().filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v))).collect();
+            (Format::Training, shapes, stored)
+        } else {
+            (Format::Safetensors, header.shapes, stored)
+        }
     } else {
         (Format::PyTorch, raw_shapes(path, opts)?, None)
     };
@@ -125,6 +141,13 @@ fn inspect_unchecked(path: &Path, opts: &LoadOptions) -> Result<CheckpointInfo> 
         inferred,
         weights_path: path.to_path_buf(),
     })
+}
+
+fn weight_prefix(weights: WeightSet) -> &'static str {
+    match weights {
+        WeightSet::Ema => EMA_PREFIX,
+        WeightSet::Raw => MODEL_PREFIX,
+    }
 }
 
 fn is_safetensors(path: &Path) -> Result<bool> {
@@ -161,6 +184,10 @@ pub fn read(
     let p = &info.weights_path;
     let tensors = match info.format {
         Format::Safetensors => safetensors_file::read_tensors(p, device),
+        Format::Training => safetensors_file::read_tensors(p, device).map(|all| {
+            let prefix = weight_prefix(opts.weights);
+            all.into_iter().filter_map(|(k, t)| Some((k.strip_prefix(prefix)?.to_string(), t))).collect()
+        }),
         Format::PyTorch => pytorch::PickleCheckpoint::open(p, opts.weights)?.read_tensors(device),
         Format::Diffusers => diffusers::read_tensors(p, device),
     }

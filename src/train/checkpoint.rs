@@ -1,0 +1,137 @@
+//! Training checkpoints: one safetensors file holding the model, its EMA and
+//! the optimizer moments, with everything else (configurations, step, data
+//! position, class names, hyper-parameters) as JSON in the metadata. One file
+//! is written atomically, so a crash or a full disk mid-save leaves the
+//! previous checkpoint whole.
+//!
+//! `Dit::load` reads these files too (EMA weights by default).
+
+use super::config::TrainConfig;
+use crate::data::LoaderState;
+use crate::diffusion::DiffusionConfig;
+use crate::model::checkpoint::safetensors_file;
+use crate::model::DitConfig;
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::model::checkpoint::{EMA_PREFIX, MODEL_PREFIX, TRAINING_FORMAT as FORMAT};
+
+const OPTIMIZER_PREFIX: &str = "adamw.";
+const STATE_KEY: &str = "train_state";
+const DIFFUSION_KEY: &str = "diffusion_config";
+
+/// What the data was, so a resume can check it is given the same data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataSpec {
+    /// "fashion-mnist (embedded)" or the image folder's path.
+    pub source: String,
+    pub sample_shape: (usize, usize, usize),
+    pub class_names: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Steps completed.
+    pub step: u64,
+    pub loader: LoaderState,
+    pub data: DataSpec,
+    pub train: TrainConfig,
+}
+
+pub struct TrainCheckpoint {
+    pub model_config: DitConfig,
+    pub diffusion: DiffusionConfig,
+    pub state: TrainState,
+    pub params: HashMap<String, Tensor>,
+    pub ema: HashMap<String, Tensor>,
+    pub optimizer: HashMap<String, Tensor>,
+}
+
+impl TrainCheckpoint {
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut tensors = HashMap::new();
+        for (prefix, group) in [(MODEL_PREFIX, &self.params), (EMA_PREFIX, &self.ema), (OPTIMIZER_PREFIX, &self.optimizer)] {
+            for (name, t) in group {
+                tensors.insert(format!("{prefix}{name}"), t.clone());
+            }
+        }
+        let metadata = HashMap::from([
+            ("format".to_string(), FORMAT.to_string()),
+            (safetensors_file::CONFIG_KEY.to_string(), serde_json::to_string(&self.model_config)?),
+            (DIFFUSION_KEY.to_string(), serde_json::to_string(&self.diffusion)?),
+            (STATE_KEY.to_string(), serde_json::to_string(&self.state)?),
+        ]);
+        crate::atomic_file::write_atomically(path, |tmp| safetensors_file::write(tmp, &tensors, metadata))
+            .with_context(|| format!("saving checkpoint {}", path.display()))
+    }
+
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let header = safetensors_file::read_header(path)?;
+        let meta = |key: &str| -> Result<&String> {
+            header
+                .metadata
+                .get(key)
+                .with_context(|| format!("{} is not a `dit train` checkpoint (no '{key}' metadata)", path.display()))
+        };
+        if meta("format")? != FORMAT {
+            bail!("{} is not a `dit train` checkpoint", path.display());
+        }
+        let model_config = serde_json::from_str(meta(safetensors_file::CONFIG_KEY)?)?;
+        let diffusion = serde_json::from_str(meta(DIFFUSION_KEY)?)?;
+        let state = serde_json::from_str(meta(STATE_KEY)?)?;
+        let mut params = HashMap::new();
+        let mut ema = HashMap::new();
+        let mut optimizer = HashMap::new();
+        for (name, t) in safetensors_file::read_tensors(path, device)? {
+            let (group, rest) = if let Some(r) = name.strip_prefix(MODEL_PREFIX) {
+                (&mut params, r)
+            } else if let Some(r) = name.strip_prefix(EMA_PREFIX) {
+                (&mut ema, r)
+            } else if let Some(r) = name.strip_prefix(OPTIMIZER_PREFIX) {
+                (&mut optimizer, r)
+            } else {
+                bail!("{}: unexpected tensor '{name}'", path.display());
+            };
+            group.insert(rest.to_string(), t);
+        }
+        Ok(Self { model_config, diffusion, state, params, ema, optimizer })
+    }
+}
+
+/// Reads the diffusion configuration stored in a checkpoint, if any.
+pub fn stored_diffusion_config(path: &Path) -> Option<DiffusionConfig> {
+    let header = safetensors_file::read_header(path).ok()?;
+    serde_json::from_str(header.metadata.get(DIFFUSION_KEY)?).ok()
+}
+
+/// Reads the class names stored in a checkpoint, if any.
+pub fn stored_class_names(path: &Path) -> Option<Vec<String>> {
+    let header = safetensors_file::read_header(path).ok()?;
+    let state: TrainState = serde_json::from_str(header.metadata.get(STATE_KEY)?).ok()?;
+    Some(state.data.class_names)
+}
+
+/// `step-0001000.safetensors` in a run's `checkpoints/` folder.
+pub fn checkpoint_path(run_dir: &Path, step: u64) -> PathBuf {
+    run_dir.join("checkpoints").join(format!("step-{step:07}.safetensors"))
+}
+
+/// The newest checkpoint of a run folder (or the file itself).
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let dir = path.join("checkpoints");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("{} is neither a checkpoint file nor a run folder with checkpoints/", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-") && n.ends_with(".safetensors"))
+        })
+        .collect();
+    found.sort();
+    found.pop().with_context(|| format!("no checkpoints in {}", dir.display()))
+}

@@ -1,0 +1,56 @@
+//! The randomness of one training step, derived from (seed, step) alone.
+//!
+//! Nothing random carries state from one step to the next, so a resumed run
+//! needs only the step number to draw exactly what an uninterrupted run
+//! would have drawn.
+
+use crate::diffusion::NoiseSource;
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+// Distinct streams so that changing one use never shifts another.
+const TIMESTEP_SALT: u64 = 0x7469_6d65_7374_6570;
+const NOISE_SALT: u64 = 0x6e6f_6973_6500_0000;
+
+pub struct StepDraws {
+    /// `(N,)` u32 timesteps, uniform in [0, T).
+    pub t: Tensor,
+    /// Labels after class dropout.
+    pub y: Tensor,
+    /// ε, shaped like the batch.
+    pub noise: Tensor,
+}
+
+/// Draws timesteps, label drops (replacing a label by `null_class` with
+/// probability `drop_prob`) and noise for `step`.
+pub fn draw(
+    seed: u64,
+    step: u64,
+    labels: &[u32],
+    shape: &[usize],
+    num_timesteps: usize,
+    null_class: Option<u32>,
+    drop_prob: f64,
+    device: &Device,
+) -> Result<StepDraws> {
+    let n = labels.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ TIMESTEP_SALT);
+    rng.set_stream(step);
+    let t: Vec<u32> = (0..n).map(|_| rng.gen_range(0..num_timesteps as u32)).collect();
+    let y: Vec<u32> = labels
+        .iter()
+        .map(|&label| match null_class {
+            Some(null) if rng.gen::<f64>() < drop_prob => null,
+            _ => label,
+        })
+        .collect();
+    // Per-sample noise streams keyed by the global sample number.
+    let mut noise = NoiseSource::new(seed ^ NOISE_SALT, step * n as u64, n);
+    Ok(StepDraws {
+        t: Tensor::new(t, device)?,
+        y: Tensor::new(y, device)?,
+        noise: noise.draw(shape, candle_core::DType::F32, device)?,
+    })
+}
