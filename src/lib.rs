@@ -9,3 +9,4 @@ pub mod cli;
 pub mod diffusion;
 pub mod eval;
 pub mod model;
+pub mod vae;
