@@ -14,7 +14,8 @@ use candle_nn::{Conv2d, Conv2dConfig};
 #[derive(Clone, Debug)]
 pub struct Conv3x3 {
     conv: Conv2d,
-    cpu: ShiftedGemmConv,
+    /// The CPU kernel's copy of the weights; `None` for weights on a GPU.
+    cpu: Option<ShiftedGemmConv>,
 }
 
 impl Conv3x3 {
@@ -25,17 +26,21 @@ impl Conv3x3 {
             kh == 3 && kw == 3,
             "Conv3x3 needs a 3×3 kernel, got {kh}×{kw}"
         );
-        // Tap-major (9, c_out, c_in) so each tap's matrix is contiguous.
-        let taps = weight
-            .to_dtype(DType::F32)?
-            .permute((2, 3, 0, 1))?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let cpu = ShiftedGemmConv {
-            taps,
-            bias: bias.to_dtype(DType::F32)?.to_vec1::<f32>()?,
-            c_in,
-            c_out,
+        let cpu = if weight.device().is_cpu() {
+            // Tap-major (9, c_out, c_in) so each tap's matrix is contiguous.
+            let taps = weight
+                .to_dtype(DType::F32)?
+                .permute((2, 3, 0, 1))?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            Some(ShiftedGemmConv {
+                taps,
+                bias: bias.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+                c_in,
+                c_out,
+            })
+        } else {
+            None
         };
         let config = Conv2dConfig {
             padding: 1,
@@ -50,10 +55,9 @@ impl Conv3x3 {
 
 impl Module for Conv3x3 {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if x.device().is_cpu() && x.dtype() == DType::F32 {
-            x.apply_op1_no_bwd(&self.cpu)
-        } else {
-            self.conv.forward(x)
+        match &self.cpu {
+            Some(op) if x.device().is_cpu() && x.dtype() == DType::F32 => x.apply_op1_no_bwd(op),
+            _ => self.conv.forward(x),
         }
     }
 }
