@@ -13,3 +13,4 @@ pub mod model;
 pub mod ops;
 pub mod sample;
 pub mod train;
+pub mod vae;
