@@ -4,6 +4,7 @@
 pub mod checkpoint_args;
 pub mod convert;
 pub mod info;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Show a checkpoint's or preset's configuration and parameter count.
     Info(info::InfoArgs),
+    /// Train a DiT (no arguments: the embedded Fashion-MNIST, ~15 min on 2 cores).
+    Train(train::TrainArgs),
     /// Convert a checkpoint (.pt, diffusers, safetensors) to dit's safetensors.
     Convert(convert::ConvertArgs),
 }
@@ -33,6 +36,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(args) => info::run(args),
+        Command::Train(args) => train::run(args),
         Command::Convert(args) => convert::run(args),
     };
     match result {

@@ -114,7 +114,7 @@ impl Ema {
     pub fn tensors(&self) -> Result<HashMap<String, Tensor>> {
         self.weights
             .iter()
-            .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
+            .map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?)))
             .collect()
     }
 

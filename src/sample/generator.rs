@@ -91,7 +91,8 @@ impl<'a> Generator<'a> {
                 }
                 None => self.model.forward(x, t, &y).map_err(candle_core::Error::wrap)?,
             };
-            Ok(out)
+            // Whatever the weights are (even Vars), a sampling loop keeps no graph.
+            Ok(out.detach())
         };
         let shape = [n, cfg.in_channels, cfg.input_size, cfg.input_size];
         let mut noise = NoiseSource::new(self.settings.seed, first_index, n);

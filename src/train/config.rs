@@ -31,7 +31,7 @@ pub struct TrainConfig {
     /// Write a sample grid from the EMA model every this many steps (0: never).
     pub sample_every: u64,
     pub log_every: u64,
-    /// Respacing and sampler for the preview grids.
+    /// Respacing for the preview grids (sampled with DPM-Solver++(2M)).
     pub sample_steps: String,
     pub sample_cfg_scale: f64,
 }
@@ -55,7 +55,7 @@ impl Default for TrainConfig {
             checkpoint_every: 50_000,
             sample_every: 10_000,
             log_every: 100,
-            sample_steps: "ddim50".into(),
+            sample_steps: "20".into(),
             sample_cfg_scale: 4.0,
         }
     }

@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 // Distinct streams so that changing one use never shifts another.
 const TIMESTEP_SALT: u64 = 0x7469_6d65_7374_6570;
 const NOISE_SALT: u64 = 0x6e6f_6973_6500_0000;
+const LATENT_SALT: u64 = 0x6c61_7465_6e74_0000;
 
 pub struct StepDraws {
     /// `(N,)` u32 timesteps, uniform in [0, T).
@@ -53,4 +54,18 @@ pub fn draw(
         y: Tensor::new(y, device)?,
         noise: noise.draw(shape, candle_core::DType::F32, device)?,
     })
+}
+
+/// Draws `scale·(mean + exp(logvar/2)·ε)` from a batch of stored VAE
+/// posterior moments `(N, 2C, h, w)`, with ε from the step's own stream.
+pub fn latent_sample(seed: u64, step: u64, moments: &Tensor, scale: f64) -> Result<Tensor> {
+    let (n, c2, h, w) = moments.dims4()?;
+    if c2 % 2 != 0 {
+        anyhow::bail!("latent moments must have an even channel count (mean, logvar), got {c2}");
+    }
+    let mean = moments.narrow(1, 0, c2 / 2)?;
+    let std = (moments.narrow(1, c2 / 2, c2 / 2)? * 0.5)?.exp()?;
+    let mut noise = NoiseSource::new(seed ^ LATENT_SALT, step * n as u64, n);
+    let eps = noise.draw(&[n, c2 / 2, h, w], moments.dtype(), moments.device())?;
+    Ok(((mean + (std * eps)?)? * scale)?)
 }

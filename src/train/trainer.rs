@@ -34,6 +34,10 @@ pub struct TrainJob {
     pub skip_bad_images: bool,
     /// Show a progress bar (off in tests).
     pub progress: bool,
+    /// Latent-space training: each dataset sample holds VAE posterior
+    /// moments `[mean, logvar]` (2C channels) and the trainer draws
+    /// `z = scale·(mean + exp(logvar/2)·ε)` afresh every step.
+    pub latent_scale: Option<f64>,
 }
 
 /// What a finished run reports.
@@ -54,7 +58,7 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome> {
         sample_shape: job.dataset.sample_shape(),
         class_names: job.dataset.class_names().to_vec(),
     };
-    check_model_fits_data(&job.model, &data)?;
+    check_model_fits_data(&job.model, &data, job.latent_scale.is_some())?;
     let diffusion = GaussianDiffusion::new(&job.diffusion)?;
     if job.diffusion.learn_sigma() != job.model.learn_sigma {
         bail!("the model's learn_sigma and the diffusion's variance type disagree");
@@ -111,17 +115,21 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome> {
     for step in start_step..t.steps {
         let batch = loader.next_batch()?;
         let labels = batch.y.to_vec1::<u32>()?;
+        let x0 = match job.latent_scale {
+            Some(scale) => step_noise::latent_sample(t.seed, step, &batch.x, scale)?,
+            None => batch.x,
+        };
         let draws = step_noise::draw(
             t.seed,
             step,
             &labels,
-            batch.x.dims(),
+            x0.dims(),
             job.diffusion.num_timesteps,
             null_class,
             job.model.class_dropout_prob,
             &job.device,
         )?;
-        let terms = diffusion.training_losses(|x_t, t| model.forward(x_t, t, &draws.y).map_err(candle_core::Error::wrap), &batch.x, &draws.t, &draws.noise)?;
+        let terms = diffusion.training_losses(|x_t, t| model.forward(x_t, t, &draws.y).map_err(candle_core::Error::wrap), &x0, &draws.t, &draws.noise)?;
         let loss = terms.loss.mean_all()?;
         let loss_value = loss.to_scalar::<f32>()? as f64;
         if !loss_value.is_finite() {
@@ -164,7 +172,7 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome> {
                 model_config: job.model.clone(),
                 diffusion: job.diffusion.clone(),
                 state: TrainState { step: done, loader: loader.state(), data: data.clone(), train: t.clone() },
-                params: params.iter().map(|(n, v)| (n.clone(), v.as_tensor().copy().unwrap())).collect(),
+                params: params.iter().map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?))).collect::<Result<_>>()?,
                 ema: ema.tensors()?,
                 optimizer: optimizer.state()?,
             }
@@ -187,8 +195,10 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome> {
     })
 }
 
-fn check_model_fits_data(model: &DitConfig, data: &DataSpec) -> Result<()> {
+fn check_model_fits_data(model: &DitConfig, data: &DataSpec, latent: bool) -> Result<()> {
     let (c, h, w) = data.sample_shape;
+    // Latent samples carry mean and log-variance: twice the model's channels.
+    let c = if latent { c / 2 } else { c };
     if (c, h, w) != (model.in_channels, model.input_size, model.input_size) {
         bail!(
             "the data is {c}×{h}×{w} but the model expects {}×{}×{}",
@@ -267,20 +277,18 @@ fn scale_grads(grads: &mut GradStore, params: &[(String, Var)], factor: f64) -> 
 
 /// One row per class (up to 10 classes), 8 samples each, from the EMA model.
 fn write_sample_grid(job: &TrainJob, ema: &Ema, step: u64) -> Result<PathBuf> {
-    let model = Dit::from_tensors(job.model.clone(), &ema.tensors()?)?;
+    // Detached: sampling must not record an autograd graph.
+    let weights = ema.tensors()?.into_iter().map(|(k, t)| (k, t.detach())).collect();
+    let model = Dit::from_tensors(job.model.clone(), &weights)?;
     let classes = job.model.num_classes.min(10);
-    let per_class = 8;
+    let per_class = 4;
     let labels: Vec<u32> = (0..classes)
         .flat_map(|c| std::iter::repeat_n((c * job.model.num_classes / classes) as u32, per_class))
         .collect();
     let cfg_scale = if job.model.null_class().is_some() { job.train.sample_cfg_scale } else { 1.0 };
     let settings = SampleSettings {
         steps: job.train.sample_steps.clone(),
-        sampler: if job.train.sample_steps.starts_with("ddim") {
-            crate::diffusion::Sampler::Ddim { eta: 0.0 }
-        } else {
-            crate::diffusion::Sampler::Ddpm
-        },
+        sampler: crate::diffusion::Sampler::DpmSolverPP2M,
         cfg_scale,
         seed: job.train.seed,
         ..Default::default()
