@@ -98,7 +98,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
             let folder = ImageFolder::open(dir, args.image_size, args.channels as usize)?;
             (Arc::new(folder), dir.display().to_string())
         }
-        None => (Arc::new(FashionMnist::embedded()?), "fashion-mnist (embedded)".to_string()),
+        None => (
+            Arc::new(FashionMnist::embedded()?),
+            "fashion-mnist (embedded)".to_string(),
+        ),
     };
     let out = args.out.clone().unwrap_or_else(|| match &args.data {
         Some(dir) => PathBuf::from("runs").join(dir.file_name().unwrap_or_default()),
@@ -110,7 +113,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let model = match &resume {
         // A resumed run keeps its model unless the user names one (then it must match).
-        Some(path) if args.model.is_none() && args.depth.is_none() && args.hidden_size.is_none() => {
+        Some(path)
+            if args.model.is_none() && args.depth.is_none() && args.hidden_size.is_none() =>
+        {
             TrainCheckpoint::load(path, &device)?.model_config
         }
         _ => model_config(&args, dataset.as_ref())?,
@@ -144,7 +149,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         args.steps,
         args.batch_size,
         out.display(),
-        resume.as_ref().map(|p| format!(" (resuming {})", p.display())).unwrap_or_default()
+        resume
+            .as_ref()
+            .map(|p| format!(" (resuming {})", p.display()))
+            .unwrap_or_default()
     );
     let outcome = train(TrainJob {
         model,
@@ -160,7 +168,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         latent_scale: None,
     })?;
     if outcome.skipped_images > 0 {
-        eprintln!("warning: skipped {} unreadable images (--skip-bad-images)", outcome.skipped_images);
+        eprintln!(
+            "warning: skipped {} unreadable images (--skip-bad-images)",
+            outcome.skipped_images
+        );
     }
     println!(
         "done: {} steps in {:.0} s, final loss {:.4}; checkpoint {}; samples {}",

@@ -5,8 +5,8 @@
 //! concatenate to the unsharded result image for image.
 
 use crate::diffusion::{
-    guidance::double_batch, ClassifierFreeGuidance, DiffusionConfig, GaussianDiffusion, GuidanceChannels,
-    NoiseSource, SampleOptions, Sampler,
+    guidance::double_batch, ClassifierFreeGuidance, DiffusionConfig, GaussianDiffusion,
+    GuidanceChannels, NoiseSource, SampleOptions, Sampler,
 };
 use crate::model::Dit;
 use anyhow::{bail, Context, Result};
@@ -46,7 +46,11 @@ pub struct Generator<'a> {
 }
 
 impl<'a> Generator<'a> {
-    pub fn new(model: &'a Dit, diffusion: &DiffusionConfig, settings: SampleSettings) -> Result<Self> {
+    pub fn new(
+        model: &'a Dit,
+        diffusion: &DiffusionConfig,
+        settings: SampleSettings,
+    ) -> Result<Self> {
         if diffusion.learn_sigma() != model.config().learn_sigma {
             bail!(
                 "the diffusion's variance type ({:?}) does not match the model (learn_sigma = {})",
@@ -60,7 +64,11 @@ impl<'a> Generator<'a> {
         let diffusion = GaussianDiffusion::new(diffusion)?
             .respace(&settings.steps)
             .with_context(|| format!("--steps {}", settings.steps))?;
-        Ok(Self { model, diffusion, settings })
+        Ok(Self {
+            model,
+            diffusion,
+            settings,
+        })
     }
 
     /// Number of model evaluations per batch.
@@ -70,34 +78,60 @@ impl<'a> Generator<'a> {
 
     /// Samples in model space `(N, C, H, W)` for `labels`, the images having
     /// global indices `first_index ..`.
-    pub fn generate(&self, labels: &[u32], first_index: u64, progress: &mut dyn FnMut(usize, usize)) -> Result<Tensor> {
+    pub fn generate(
+        &self,
+        labels: &[u32],
+        first_index: u64,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Tensor> {
         let cfg = self.model.config();
         let device: Device = self.model.device().clone();
         let n = labels.len();
         for &label in labels {
             if label as usize >= cfg.num_classes {
-                bail!("class {label} out of range: the model has {} classes", cfg.num_classes);
+                bail!(
+                    "class {label} out of range: the model has {} classes",
+                    cfg.num_classes
+                );
             }
         }
         let y = Tensor::new(labels, &device)?;
-        let guidance = ClassifierFreeGuidance::new(self.settings.cfg_scale, self.settings.guidance_channels);
+        let guidance =
+            ClassifierFreeGuidance::new(self.settings.cfg_scale, self.settings.guidance_channels);
         let null = cfg.null_class();
         let mut denoise = |x: &Tensor, t: &Tensor| -> candle_core::Result<Tensor> {
             let out = match null.filter(|_| guidance.scale != 1.0) {
                 Some(null) => {
                     let (x2, t2, y2) = double_batch(x, t, &y, null)?;
-                    let out = self.model.forward_with_cfg(&x2, &t2, &y2, &guidance).map_err(candle_core::Error::wrap)?;
+                    let out = self
+                        .model
+                        .forward_with_cfg(&x2, &t2, &y2, &guidance)
+                        .map_err(candle_core::Error::wrap)?;
                     out.narrow(0, 0, n)?
                 }
-                None => self.model.forward(x, t, &y).map_err(candle_core::Error::wrap)?,
+                None => self
+                    .model
+                    .forward(x, t, &y)
+                    .map_err(candle_core::Error::wrap)?,
             };
             // Whatever the weights are (even Vars), a sampling loop keeps no graph.
             Ok(out.detach())
         };
         let shape = [n, cfg.in_channels, cfg.input_size, cfg.input_size];
         let mut noise = NoiseSource::new(self.settings.seed, first_index, n);
-        let options = SampleOptions { sampler: self.settings.sampler, clip_denoised: self.settings.clip_denoised };
+        let options = SampleOptions {
+            sampler: self.settings.sampler,
+            clip_denoised: self.settings.clip_denoised,
+        };
         let dtype = self.model.dtype();
-        Ok(self.diffusion.sample(&mut denoise, &shape, dtype, &device, &options, &mut noise, progress)?)
+        Ok(self.diffusion.sample(
+            &mut denoise,
+            &shape,
+            dtype,
+            &device,
+            &options,
+            &mut noise,
+            progress,
+        )?)
     }
 }

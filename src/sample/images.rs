@@ -12,11 +12,19 @@ pub fn to_u8(samples: &Tensor) -> Result<Vec<Vec<u8>>> {
     if c != 1 && c != 3 {
         bail!("images need 1 or 3 channels, got {c}");
     }
-    let hwc = samples.to_dtype(DType::F32)?.permute((0, 2, 3, 1))?.contiguous()?;
+    let hwc = samples
+        .to_dtype(DType::F32)?
+        .permute((0, 2, 3, 1))?
+        .contiguous()?;
     let v = hwc.flatten_all()?.to_vec1::<f32>()?;
     let per = h * w * c;
     Ok((0..n)
-        .map(|i| v[i * per..(i + 1) * per].iter().map(|x| (127.5 * x + 128.0).clamp(0.0, 255.0) as u8).collect())
+        .map(|i| {
+            v[i * per..(i + 1) * per]
+                .iter()
+                .map(|x| (127.5 * x + 128.0).clamp(0.0, 255.0) as u8)
+                .collect()
+        })
         .collect())
 }
 
@@ -28,13 +36,20 @@ pub fn grid(samples: &Tensor, nrow: usize) -> Result<RgbImage> {
     let nrow = nrow.clamp(1, n.max(1));
     let rows = n.div_ceil(nrow);
     let pad = 2;
-    let mut out = RgbImage::new((nrow * (w + pad) + pad) as u32, (rows * (h + pad) + pad) as u32);
+    let mut out = RgbImage::new(
+        (nrow * (w + pad) + pad) as u32,
+        (rows * (h + pad) + pad) as u32,
+    );
     for (i, img) in images.iter().enumerate() {
         let (x0, y0) = (pad + (i % nrow) * (w + pad), pad + (i / nrow) * (h + pad));
         for y in 0..h {
             for x in 0..w {
                 let p = &img[(y * w + x) * c..(y * w + x + 1) * c];
-                let rgb = if c == 1 { [p[0]; 3] } else { [p[0], p[1], p[2]] };
+                let rgb = if c == 1 {
+                    [p[0]; 3]
+                } else {
+                    [p[0], p[1], p[2]]
+                };
                 out.put_pixel((x0 + x) as u32, (y0 + y) as u32, Rgb(rgb));
             }
         }
@@ -44,19 +59,28 @@ pub fn grid(samples: &Tensor, nrow: usize) -> Result<RgbImage> {
 
 /// One image of a `(1, C, H, W)` or `(C, H, W)` tensor as a PNG-ready buffer.
 pub fn single(sample: &Tensor) -> Result<image::DynamicImage> {
-    let s = if sample.rank() == 3 { sample.unsqueeze(0)? } else { sample.clone() };
+    let s = if sample.rank() == 3 {
+        sample.unsqueeze(0)?
+    } else {
+        sample.clone()
+    };
     let (_, c, h, w) = s.dims4()?;
     let bytes = to_u8(&s)?.remove(0);
     Ok(if c == 1 {
-        image::DynamicImage::ImageLuma8(GrayImage::from_raw(w as u32, h as u32, bytes).context("image size")?)
+        image::DynamicImage::ImageLuma8(
+            GrayImage::from_raw(w as u32, h as u32, bytes).context("image size")?,
+        )
     } else {
-        image::DynamicImage::ImageRgb8(RgbImage::from_raw(w as u32, h as u32, bytes).context("image size")?)
+        image::DynamicImage::ImageRgb8(
+            RgbImage::from_raw(w as u32, h as u32, bytes).context("image size")?,
+        )
     })
 }
 
 /// Saves a PNG atomically (never a half-written file at `path`).
 pub fn save_png(path: &Path, img: &image::DynamicImage) -> Result<()> {
     crate::atomic_file::write_atomically(path, |tmp| {
-        img.save_with_format(tmp, image::ImageFormat::Png).with_context(|| format!("writing {}", path.display()))
+        img.save_with_format(tmp, image::ImageFormat::Png)
+            .with_context(|| format!("writing {}", path.display()))
     })
 }

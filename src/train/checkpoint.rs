@@ -53,28 +53,42 @@ pub struct TrainCheckpoint {
 impl TrainCheckpoint {
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut tensors = HashMap::new();
-        for (prefix, group) in [(MODEL_PREFIX, &self.params), (EMA_PREFIX, &self.ema), (OPTIMIZER_PREFIX, &self.optimizer)] {
+        for (prefix, group) in [
+            (MODEL_PREFIX, &self.params),
+            (EMA_PREFIX, &self.ema),
+            (OPTIMIZER_PREFIX, &self.optimizer),
+        ] {
             for (name, t) in group {
                 tensors.insert(format!("{prefix}{name}"), t.clone());
             }
         }
         let metadata = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
-            (safetensors_file::CONFIG_KEY.to_string(), serde_json::to_string(&self.model_config)?),
-            (DIFFUSION_KEY.to_string(), serde_json::to_string(&self.diffusion)?),
+            (
+                safetensors_file::CONFIG_KEY.to_string(),
+                serde_json::to_string(&self.model_config)?,
+            ),
+            (
+                DIFFUSION_KEY.to_string(),
+                serde_json::to_string(&self.diffusion)?,
+            ),
             (STATE_KEY.to_string(), serde_json::to_string(&self.state)?),
         ]);
-        crate::atomic_file::write_atomically(path, |tmp| safetensors_file::write(tmp, &tensors, metadata))
-            .with_context(|| format!("saving checkpoint {}", path.display()))
+        crate::atomic_file::write_atomically(path, |tmp| {
+            safetensors_file::write(tmp, &tensors, metadata)
+        })
+        .with_context(|| format!("saving checkpoint {}", path.display()))
     }
 
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let header = safetensors_file::read_header(path)?;
         let meta = |key: &str| -> Result<&String> {
-            header
-                .metadata
-                .get(key)
-                .with_context(|| format!("{} is not a `dit train` checkpoint (no '{key}' metadata)", path.display()))
+            header.metadata.get(key).with_context(|| {
+                format!(
+                    "{} is not a `dit train` checkpoint (no '{key}' metadata)",
+                    path.display()
+                )
+            })
         };
         if meta("format")? != FORMAT {
             bail!("{} is not a `dit train` checkpoint", path.display());
@@ -97,7 +111,14 @@ impl TrainCheckpoint {
             };
             group.insert(rest.to_string(), t);
         }
-        Ok(Self { model_config, diffusion, state, params, ema, optimizer })
+        Ok(Self {
+            model_config,
+            diffusion,
+            state,
+            params,
+            ema,
+            optimizer,
+        })
     }
 }
 
@@ -116,7 +137,9 @@ pub fn stored_class_names(path: &Path) -> Option<Vec<String>> {
 
 /// `step-0001000.safetensors` in a run's `checkpoints/` folder.
 pub fn checkpoint_path(run_dir: &Path, step: u64) -> PathBuf {
-    run_dir.join("checkpoints").join(format!("step-{step:07}.safetensors"))
+    run_dir
+        .join("checkpoints")
+        .join(format!("step-{step:07}.safetensors"))
 }
 
 /// The newest checkpoint of a run folder (or the file itself).
@@ -126,12 +149,21 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
     }
     let dir = path.join("checkpoints");
     let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("{} is neither a checkpoint file nor a run folder with checkpoints/", path.display()))?
+        .with_context(|| {
+            format!(
+                "{} is neither a checkpoint file nor a run folder with checkpoints/",
+                path.display()
+            )
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-") && n.ends_with(".safetensors"))
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("step-") && n.ends_with(".safetensors"))
         })
         .collect();
     found.sort();
-    found.pop().with_context(|| format!("no checkpoints in {}", dir.display()))
+    found
+        .pop()
+        .with_context(|| format!("no checkpoints in {}", dir.display()))
 }

@@ -41,19 +41,42 @@ impl Records {
             .append(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        let bar = if visible { ProgressBar::new(total_steps) } else { ProgressBar::hidden() };
+        let bar = if visible {
+            ProgressBar::new(total_steps)
+        } else {
+            ProgressBar::hidden()
+        };
         bar.set_style(
-            ProgressStyle::with_template("{bar:30} step {pos}/{len} | {msg} | {elapsed_precise} < {eta_precise}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{bar:30} step {pos}/{len} | {msg} | {elapsed_precise} < {eta_precise}",
+            )
+            .expect("valid template"),
         );
         bar.set_position(start_step);
         let curve = read_curve(&path);
         let log_every = 10.max(total_steps / 2000).min(100);
-        Ok(Self { bar, metrics, out_dir: out_dir.to_path_buf(), log_every, window: Vec::new(), window_start: Instant::now(), curve })
+        Ok(Self {
+            bar,
+            metrics,
+            out_dir: out_dir.to_path_buf(),
+            log_every,
+            window: Vec::new(),
+            window_start: Instant::now(),
+            curve,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn step(&mut self, step: u64, loss: f64, mse: f64, vb: f64, lr: f64, grad_norm: f64, epoch: u64) -> Result<()> {
+    pub fn step(
+        &mut self,
+        step: u64,
+        loss: f64,
+        mse: f64,
+        vb: f64,
+        lr: f64,
+        grad_norm: f64,
+        epoch: u64,
+    ) -> Result<()> {
         self.bar.set_position(step);
         self.window.push((loss, mse, vb, grad_norm));
         if step % self.log_every != 0 {
@@ -72,8 +95,12 @@ impl Records {
             grad_norm: mean(|w| w.3),
             steps_per_sec,
         };
-        self.bar.set_message(format!("loss {:.4} | {:.2} steps/s", line.loss, steps_per_sec));
-        writeln!(self.metrics, "{}", serde_json::to_string(&line)?).context("writing metrics.jsonl")?;
+        self.bar.set_message(format!(
+            "loss {:.4} | {:.2} steps/s",
+            line.loss, steps_per_sec
+        ));
+        writeln!(self.metrics, "{}", serde_json::to_string(&line)?)
+            .context("writing metrics.jsonl")?;
         self.curve.push((step, line.loss));
         self.window.clear();
         self.window_start = Instant::now();
@@ -102,7 +129,9 @@ impl Records {
 
 /// Earlier points of a resumed run.
 fn read_curve(path: &Path) -> Vec<(u64, f64)> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| Some((v["step"].as_u64()?, v["loss"].as_f64()?)))
@@ -118,7 +147,9 @@ fn plot_loss(curve: &[(u64, f64)], path: &Path) -> Result<()> {
         let root = BitMapBackend::new(&tmp, (800, 480)).into_drawing_area();
         root.fill(&WHITE)?;
         let max_step = curve.last().map_or(1, |c| c.0).max(1);
-        let (lo, hi) = curve.iter().fold((f64::MAX, f64::MIN), |(lo, hi), c| (lo.min(c.1), hi.max(c.1)));
+        let (lo, hi) = curve.iter().fold((f64::MAX, f64::MIN), |(lo, hi), c| {
+            (lo.min(c.1), hi.max(c.1))
+        });
         let pad = ((hi - lo) * 0.05).max(1e-6);
         let mut chart = ChartBuilder::on(&root)
             .caption("training loss (mse + vb)", ("sans-serif", 20))
@@ -126,7 +157,12 @@ fn plot_loss(curve: &[(u64, f64)], path: &Path) -> Result<()> {
             .x_label_area_size(36)
             .y_label_area_size(64)
             .build_cartesian_2d(0u64..max_step, (lo - pad)..(hi + pad))?;
-        chart.configure_mesh().x_desc("step").y_desc("loss").label_style(("sans-serif", 14)).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("loss")
+            .label_style(("sans-serif", 14))
+            .draw()?;
         chart.draw_series(LineSeries::new(curve.iter().copied(), &BLUE))?;
         root.present()?;
     }

@@ -39,7 +39,9 @@ pub fn draw(
     let n = labels.len();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ TIMESTEP_SALT);
     rng.set_stream(step);
-    let t: Vec<u32> = (0..n).map(|_| rng.gen_range(0..num_timesteps as u32)).collect();
+    let t: Vec<u32> = (0..n)
+        .map(|_| rng.gen_range(0..num_timesteps as u32))
+        .collect();
     let y: Vec<u32> = labels
         .iter()
         .map(|&label| match null_class {

@@ -68,7 +68,12 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome> {
         Some(path) => {
             let ckpt = TrainCheckpoint::load(path, &job.device)?;
             check_resume(&job, &data, &ckpt, path)?;
-            (ckpt.params, Some(ckpt.ema), Some(ckpt.optimizer), (ckpt.state.step, ckpt.state.loader))
+            (
+                ckpt.params,
+                Some(ckpt.ema),
+                Some(ckpt.optimizer),
+                (ckpt.state.step, ckpt.state.loader),
+            )
         }
         None => {
             refuse_existing_run(&job.out_dir)?;
@@ -88,27 +93,46 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome> {
         .into_iter()
         .map(|n| Ok((n.clone(), Var::from_tensor(&tensors[n])?)))
         .collect::<Result<_>>()?;
-    let model_tensors: HashMap<String, Tensor> =
-        params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+    let model_tensors: HashMap<String, Tensor> = params
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
     let model = Dit::from_tensors(job.model.clone(), &model_tensors)?;
 
     let t = &job.train;
-    let adam_config =
-        AdamWConfig { lr: t.lr, beta1: t.beta1, beta2: t.beta2, eps: t.eps, weight_decay: t.weight_decay };
+    let adam_config = AdamWConfig {
+        lr: t.lr,
+        beta1: t.beta1,
+        beta2: t.beta2,
+        eps: t.eps,
+        weight_decay: t.weight_decay,
+    };
     let mut optimizer = AdamW::new(params.clone(), adam_config)?;
     let mut ema = Ema::new(&params, t.ema_decay)?;
     if let Some(state) = &optimizer_state {
-        optimizer.load_state(state).context("restoring the optimizer state")?;
+        optimizer
+            .load_state(state)
+            .context("restoring the optimizer state")?;
     }
     if let Some(weights) = &ema_tensors {
-        ema.load_state(weights).context("restoring the EMA weights")?;
+        ema.load_state(weights)
+            .context("restoring the EMA weights")?;
     }
 
-    let loader_config = LoaderConfig { flip: t.flip, skip_bad_images: job.skip_bad_images, ..LoaderConfig::new(t.batch_size, t.seed) };
-    let mut loader = Loader::new(job.dataset.clone(), loader_config, loader_state, &job.device)?;
+    let loader_config = LoaderConfig {
+        flip: t.flip,
+        skip_bad_images: job.skip_bad_images,
+        ..LoaderConfig::new(t.batch_size, t.seed)
+    };
+    let mut loader = Loader::new(
+        job.dataset.clone(),
+        loader_config,
+        loader_state,
+        &job.device,
+    )?;
     let mut records = Records::open(&job.out_dir, start_step, t.steps, job.progress)?;
     let null_class = job.model.null_class();
-    let mut last_checkpoint = None;
+    let mut last_checkpoint = job.resume.clone();
     let mut tail_losses = Vec::new();
     let tail_from = start_step + (t.steps - start_step.min(t.steps)) * 9 / 10;
 
@@ -129,11 +153,24 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome> {
             job.model.class_dropout_prob,
             &job.device,
         )?;
-        let terms = diffusion.training_losses(|x_t, t| model.forward(x_t, t, &draws.y).map_err(candle_core::Error::wrap), &x0, &draws.t, &draws.noise)?;
+        let terms = diffusion.training_losses(
+            |x_t, t| {
+                model
+                    .forward(x_t, t, &draws.y)
+                    .map_err(candle_core::Error::wrap)
+            },
+            &x0,
+            &draws.t,
+            &draws.noise,
+        )?;
         let loss = terms.loss.mean_all()?;
         let loss_value = loss.to_scalar::<f32>()? as f64;
         if !loss_value.is_finite() {
-            let kept = last_checkpoint.as_ref().map_or("none was written yet".to_string(), |p: &PathBuf| p.display().to_string());
+            let kept = last_checkpoint
+                .as_ref()
+                .map_or("none was written yet".to_string(), |p: &PathBuf| {
+                    p.display().to_string()
+                });
             bail!(
                 "the loss became {loss_value} at step {} (training diverged); stopped without saving. \
                  Last good checkpoint: {kept}. Try a lower --lr or --grad-clip.",
@@ -159,7 +196,15 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome> {
         if step >= tail_from {
             tail_losses.push(loss_value);
         }
-        records.step(done, loss_value, mse, vb, t.lr_at(step), grad_norm, batch.epoch)?;
+        records.step(
+            done,
+            loss_value,
+            mse,
+            vb,
+            t.lr_at(step),
+            grad_norm,
+            batch.epoch,
+        )?;
 
         let last = done == t.steps;
         if t.sample_every > 0 && (done % t.sample_every == 0 || last) {
@@ -171,8 +216,16 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome> {
             TrainCheckpoint {
                 model_config: job.model.clone(),
                 diffusion: job.diffusion.clone(),
-                state: TrainState { step: done, loader: loader.state(), data: data.clone(), train: t.clone() },
-                params: params.iter().map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?))).collect::<Result<_>>()?,
+                state: TrainState {
+                    step: done,
+                    loader: loader.state(),
+                    data: data.clone(),
+                    train: t.clone(),
+                },
+                params: params
+                    .iter()
+                    .map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?)))
+                    .collect::<Result<_>>()?,
                 ema: ema.tensors()?,
                 optimizer: optimizer.state()?,
             }
@@ -182,10 +235,8 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome> {
         }
     }
     records.finish();
-    let last_checkpoint = match last_checkpoint {
-        Some(p) => p,
-        None => job.resume.clone().context("nothing to do: the run already reached --steps")?,
-    };
+    let last_checkpoint =
+        last_checkpoint.context("nothing to do: the run already reached --steps")?;
     Ok(TrainOutcome {
         steps: t.steps,
         last_checkpoint,
@@ -208,12 +259,21 @@ fn check_model_fits_data(model: &DitConfig, data: &DataSpec, latent: bool) -> Re
         );
     }
     if data.class_names.len() != model.num_classes {
-        bail!("the data has {} classes but the model {}", data.class_names.len(), model.num_classes);
+        bail!(
+            "the data has {} classes but the model {}",
+            data.class_names.len(),
+            model.num_classes
+        );
     }
     Ok(())
 }
 
-fn check_resume(job: &TrainJob, data: &DataSpec, ckpt: &TrainCheckpoint, path: &Path) -> Result<()> {
+fn check_resume(
+    job: &TrainJob,
+    data: &DataSpec,
+    ckpt: &TrainCheckpoint,
+    path: &Path,
+) -> Result<()> {
     let p = path.display();
     if ckpt.model_config != job.model {
         bail!(
@@ -230,7 +290,11 @@ fn check_resume(job: &TrainJob, data: &DataSpec, ckpt: &TrainCheckpoint, path: &
         );
     }
     if ckpt.state.data.sample_shape != data.sample_shape {
-        bail!("cannot resume from {p}: it was trained on {:?} samples, the data is {:?}", ckpt.state.data.sample_shape, data.sample_shape);
+        bail!(
+            "cannot resume from {p}: it was trained on {:?} samples, the data is {:?}",
+            ckpt.state.data.sample_shape,
+            data.sample_shape
+        );
     }
     if ckpt.diffusion != job.diffusion {
         bail!("cannot resume from {p}: its diffusion settings differ from this run's");
@@ -245,7 +309,9 @@ fn check_resume(job: &TrainJob, data: &DataSpec, ckpt: &TrainCheckpoint, path: &
 /// A run folder that already holds checkpoints is only continued with --resume.
 fn refuse_existing_run(out: &Path) -> Result<()> {
     let dir = out.join("checkpoints");
-    let has_checkpoints = std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+    let has_checkpoints = std::fs::read_dir(&dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
     if has_checkpoints {
         bail!(
             "{} already holds checkpoints: continue it with --resume {} or choose another --out",
@@ -260,7 +326,11 @@ fn global_norm(grads: &GradStore, params: &[(String, Var)]) -> Result<f64> {
     let mut sum = 0.0;
     for (_, v) in params {
         if let Some(g) = grads.get(v.as_tensor()) {
-            sum += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            sum += g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
         }
     }
     Ok(sum.sqrt())
@@ -278,14 +348,22 @@ fn scale_grads(grads: &mut GradStore, params: &[(String, Var)], factor: f64) -> 
 /// One row per class (up to 10 classes), 8 samples each, from the EMA model.
 fn write_sample_grid(job: &TrainJob, ema: &Ema, step: u64) -> Result<PathBuf> {
     // Detached: sampling must not record an autograd graph.
-    let weights = ema.tensors()?.into_iter().map(|(k, t)| (k, t.detach())).collect();
+    let weights = ema
+        .tensors()?
+        .into_iter()
+        .map(|(k, t)| (k, t.detach()))
+        .collect();
     let model = Dit::from_tensors(job.model.clone(), &weights)?;
     let classes = job.model.num_classes.min(10);
     let per_class = 4;
     let labels: Vec<u32> = (0..classes)
         .flat_map(|c| std::iter::repeat_n((c * job.model.num_classes / classes) as u32, per_class))
         .collect();
-    let cfg_scale = if job.model.null_class().is_some() { job.train.sample_cfg_scale } else { 1.0 };
+    let cfg_scale = if job.model.null_class().is_some() {
+        job.train.sample_cfg_scale
+    } else {
+        1.0
+    };
     let settings = SampleSettings {
         steps: job.train.sample_steps.clone(),
         sampler: crate::diffusion::Sampler::DpmSolverPP2M,

@@ -119,9 +119,17 @@ fn inspect_unchecked(path: &Path, opts: &LoadOptions) -> Result<CheckpointInfo> 
             ),
             None => None,
         };
-        if header.metadata.get("format").is_some_and(|f| f == TRAINING_FORMAT) {
+        if header
+            .metadata
+            .get("format")
+            .is_some_and(|f| f == TRAINING_FORMAT)
+        {
             let prefix = weight_prefix(opts.weights);
-            let shapes = header.shapes.into_iter().filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v))).collect();
+            let shapes = header
+                .shapes
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v)))
+                .collect();
             (Format::Training, shapes, stored)
         } else {
             (Format::Safetensors, header.shapes, stored)
@@ -186,7 +194,9 @@ pub fn read(
         Format::Safetensors => safetensors_file::read_tensors(p, device),
         Format::Training => safetensors_file::read_tensors(p, device).map(|all| {
             let prefix = weight_prefix(opts.weights);
-            all.into_iter().filter_map(|(k, t)| Some((k.strip_prefix(prefix)?.to_string(), t))).collect()
+            all.into_iter()
+                .filter_map(|(k, t)| Some((k.strip_prefix(prefix)?.to_string(), t)))
+                .collect()
         }),
         Format::PyTorch => pytorch::PickleCheckpoint::open(p, opts.weights)?.read_tensors(device),
         Format::Diffusers => diffusers::read_tensors(p, device),
