@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Training dynamics against PyTorch: trains the same tiny DiT with the same
+hyper-parameters on the embedded Fashion-MNIST slice in PyTorch and with
+`dit train`, and compares the mean loss over the last 10% of steps.
+
+The PyTorch side uses the independent reference model of model_fixtures.py,
+the paper's initialisation, and the DiT diffusion loss (MSE on ε plus the
+variational bound with learned-range variance) written here from the
+formulas. Seeds cannot be shared across frameworks, so the two runs see
+different batches, timesteps and noise; the comparison is statistical.
+
+    cargo build --release && python3 scripts/train_dynamics.py [--steps 400]
+"""
+import argparse
+import gzip
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(__file__))
+from model_fixtures import RefDiT  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+
+
+def read_idx(path):
+    data = gzip.open(path).read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load_fashion():
+    folder = os.path.join(ROOT, "assets", "fashion-mnist")
+    files = sorted(os.listdir(folder))
+    images = read_idx(os.path.join(folder, next(f for f in files if "images" in f)))
+    labels = read_idx(os.path.join(folder, next(f for f in files if "labels" in f)))
+    x = np.full((len(images), 1, 32, 32), 0, np.uint8)
+    x[:, 0, 2:30, 2:30] = images
+    return torch.from_numpy(x.astype(np.float32) / 127.5 - 1.0), torch.from_numpy(labels.astype(np.int64))
+
+
+def paper_init(model):
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+    w = model.x_embedder.proj.weight.data
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    nn.init.zeros_(model.x_embedder.proj.bias)
+    nn.init.normal_(model.y_embedder.embedding_table.weight, std=0.02)
+    nn.init.normal_(model.t_embedder.mlp[0].weight, std=0.02)
+    nn.init.normal_(model.t_embedder.mlp[2].weight, std=0.02)
+    for b in model.blocks:
+        nn.init.zeros_(b.adaLN_modulation[-1].weight)
+        nn.init.zeros_(b.adaLN_modulation[-1].bias)
+    for layer in (model.final_layer.adaLN_modulation[-1], model.final_layer.linear):
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+
+
+class Diffusion:
+    """Linear schedule, T = 1000, learned-range variance (float64 tables)."""
+
+    def __init__(self, T=1000):
+        b = np.linspace(1e-4, 0.02, T, dtype=np.float64)
+        a = np.cumprod(1 - b)
+        a_prev = np.append(1.0, a[:-1])
+        post_var = b * (1 - a_prev) / (1 - a)
+        f = lambda v: torch.tensor(v, dtype=torch.float32)
+        self.T = T
+        self.sqrt_a, self.sqrt_1ma = f(np.sqrt(a)), f(np.sqrt(1 - a))
+        self.sqrt_recip, self.sqrt_recipm1 = f(np.sqrt(1 / a)), f(np.sqrt(1 / a - 1))
+        self.log_beta = f(np.log(b))
+        self.post_logvar = f(np.log(np.append(post_var[1], post_var[1:])))
+        self.c1 = f(b * np.sqrt(a_prev) / (1 - a))
+        self.c2 = f((1 - a_prev) * np.sqrt(1 - b) / (1 - a))
+
+    @staticmethod
+    def g(table, t):
+        return table[t][:, None, None, None]
+
+    def loss(self, model, x0, t, y):
+        noise = torch.randn_like(x0)
+        g = self.g
+        xt = g(self.sqrt_a, t) * x0 + g(self.sqrt_1ma, t) * noise
+        out = model(xt, t.float(), y)
+        eps, v = out.chunk(2, dim=1)
+        mse = ((noise - eps) ** 2).mean(dim=(1, 2, 3))
+        # Variational bound with the mean detached: gradient only into v.
+        frac = (v + 1) / 2
+        model_logvar = frac * g(self.log_beta, t) + (1 - frac) * g(self.post_logvar, t)
+        pred_x0 = g(self.sqrt_recip, t) * xt - g(self.sqrt_recipm1, t) * eps.detach()
+        model_mean = g(self.c1, t) * pred_x0 + g(self.c2, t) * xt
+        true_mean = g(self.c1, t) * x0 + g(self.c2, t) * xt
+        true_logvar = g(self.post_logvar, t)
+        kl = 0.5 * (-1 + model_logvar - true_logvar + torch.exp(true_logvar - model_logvar)
+                    + (true_mean - model_mean) ** 2 * torch.exp(-model_logvar))
+        kl = kl.mean(dim=(1, 2, 3)) / math.log(2)
+        nll = -discretized_gaussian_loglik(x0, model_mean, 0.5 * model_logvar).mean(dim=(1, 2, 3)) / math.log(2)
+        vb = torch.where(t == 0, nll, kl)
+        return (mse + vb).mean()
+
+
+def approx_std_normal_cdf(x):
+    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def discretized_gaussian_loglik(x, mean, log_scale):
+    centered = x - mean
+    inv = torch.exp(-log_scale)
+    cdf_plus = approx_std_normal_cdf(inv * (centered + 1 / 255))
+    cdf_min = approx_std_normal_cdf(inv * (centered - 1 / 255))
+    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
+    log_1m_cdf_min = torch.log((1 - cdf_min).clamp(min=1e-12))
+    delta = cdf_plus - cdf_min
+    return torch.where(x < -0.999, log_cdf_plus,
+                       torch.where(x > 0.999, log_1m_cdf_min, torch.log(delta.clamp(min=1e-12))))
+
+
+def train_torch(args, cfg, x, labels):
+    torch.manual_seed(args.seed)
+    model = RefDiT(cfg)
+    paper_init(model)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr,
+                            betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    diffusion = Diffusion()
+    losses, order, pos = [], torch.randperm(len(x)), 0
+    for step in range(args.steps):
+        if pos + args.batch_size > len(x):
+            order, pos = torch.randperm(len(x)), 0
+        idx = order[pos:pos + args.batch_size]
+        pos += args.batch_size
+        xb, yb = x[idx].clone(), labels[idx].clone()
+        flip = torch.rand(len(idx)) < 0.5
+        xb[flip] = xb[flip].flip(-1)
+        yb = torch.where(torch.rand(len(idx)) < 0.1, torch.full_like(yb, 10), yb)
+        t = torch.randint(0, 1000, (len(idx),))
+        for group in opt.param_groups:
+            group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup) if args.warmup else args.lr
+        loss = diffusion.loss(model, xb, t, yb)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--grad-clip", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dit", default=os.path.join(ROOT, "target", "release", "dit"))
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    cfg = dict(input_size=32, patch_size=4, in_channels=1, hidden_size=128, depth=2, num_heads=2,
+               mlp_ratio=4.0, class_dropout_prob=0.1, num_classes=10, learn_sigma=True)
+    x, labels = load_fashion()
+
+    start = time.time()
+    losses = train_torch(args, cfg, x, labels)
+    torch_time = time.time() - start
+    tail = max(1, args.steps // 10)
+    torch_final = float(np.mean(losses[-tail:]))
+
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [args.dit, "train", "--depth", "2", "--hidden-size", "128", "--num-heads", "2", "--patch-size", "4",
+               "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+               "--warmup-steps", str(args.warmup), "--grad-clip", str(args.grad_clip), "--seed", str(args.seed),
+               "--sample-every", "0", "--checkpoint-every", str(args.steps), "--out", os.path.join(out, "run")]
+        start = time.time()
+        result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        dit_time = time.time() - start
+    dit_final = float(re.search(r"final loss ([0-9.]+)", result.stdout).group(1))
+    print(f"config: depth 2, hidden 128, 2 heads, patch 4 on 1x32x32 Fashion-MNIST; {args.steps} steps, "
+          f"batch {args.batch_size}, lr {args.lr}, warm-up {args.warmup}, grad clip {args.grad_clip}")
+    print(f"PyTorch: mean loss over the last {tail} steps {torch_final:.4f} ({torch_time:.0f} s)")
+    print(f"dit:     mean loss over the last {tail} steps {dit_final:.4f} ({dit_time:.0f} s)")
+    print(f"relative difference: {abs(dit_final - torch_final) / torch_final * 100:.1f}%")
+
+
+if __name__ == "__main__":
+    main()
