@@ -4,6 +4,8 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod eval;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "dit",
@@ -17,11 +19,16 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {}
+pub enum Command {
+    /// Sample-quality metrics: FID, precision and recall with the FID Inception.
+    Eval(eval::EvalArgs),
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.command {};
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Eval(args) => eval::run(args),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
