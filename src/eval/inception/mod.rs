@@ -7,6 +7,7 @@
 //! block (`mixed_7c`) pools its branch with a 3×3 *max* pool (a quirk of the
 //! TF graph that pytorch-fid also reproduces).
 
+mod conv;
 mod weights;
 
 pub use weights::{conv_layers, import_torchscript, load_params, save_safetensors, ConvLayer};
@@ -27,6 +28,8 @@ struct ConvBnRelu {
     bias: Tensor,
     stride: usize,
     padding: (usize, usize),
+    /// The fused im2col + GEMM kernel used on the CPU.
+    cpu: Option<conv::ConvBiasRelu>,
 }
 
 impl ConvBnRelu {
@@ -43,18 +46,35 @@ impl ConvBnRelu {
         let weight =
             get("weight")?.broadcast_mul(&scale.reshape((layer.out_channels, 1, 1, 1))?)?;
         let bias = (get("bn_beta")? - (get("bn_mean")? * &scale)?)?;
+        let weight = weight.to_dtype(DType::F32)?;
+        let bias = bias.to_dtype(DType::F32)?;
+        let cpu = match device {
+            Device::Cpu => Some(conv::ConvBiasRelu {
+                weight: weight.flatten_all()?.to_vec1()?,
+                bias: bias.to_vec1()?,
+                in_channels: layer.in_channels,
+                out_channels: layer.out_channels,
+                kernel: layer.kernel,
+                stride: layer.stride,
+                padding: layer.padding,
+            }),
+            _ => None,
+        };
         Ok(Self {
-            weight: weight.to_dtype(DType::F32)?.to_device(device)?,
+            weight: weight.to_device(device)?,
             bias: bias
                 .reshape((1, layer.out_channels, 1, 1))?
-                .to_dtype(DType::F32)?
                 .to_device(device)?,
             stride: layer.stride,
             padding: layer.padding,
+            cpu,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(op) = &self.cpu {
+            return Ok(x.contiguous()?.apply_op1_no_bwd(op)?);
+        }
         let (ph, pw) = self.padding;
         let y = if ph == pw {
             x.conv2d(&self.weight, ph, self.stride, 1, 1)?
