@@ -78,7 +78,7 @@ def main():
     for a, b, what in (("s2", "s1", "same distribution (classes 0-4 vs 0-4)"),
                        ("s3", "s1", "different classes (5-9 vs 0-4)")):
         fid = scipy_fid(*stats[a], *stats[b])
-        print(f"PyTorch FID({a}, {b}) = {fid:.4f}   {what}, {n} vs {n} images")
+        print(f"PyTorch FID({a}, {b}) = {fid:.6f}   {what}, {n} vs {n} images")
 
 
 if __name__ == "__main__":

