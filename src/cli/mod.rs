@@ -3,6 +3,7 @@
 
 pub mod checkpoint_args;
 pub mod convert;
+pub mod eval;
 pub mod info;
 pub mod train;
 
@@ -24,10 +25,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Show a checkpoint's or preset's configuration and parameter count.
-    Info(info::InfoArgs),
     /// Train a DiT (no arguments: the embedded Fashion-MNIST, ~15 min on 2 cores).
     Train(train::TrainArgs),
+    /// Sample-quality metrics: FID, precision and recall with the FID Inception.
+    Eval(eval::EvalArgs),
+    /// Show a checkpoint's or preset's configuration and parameter count.
+    Info(info::InfoArgs),
     /// Convert a checkpoint (.pt, diffusers, safetensors) to dit's safetensors.
     Convert(convert::ConvertArgs),
 }
@@ -35,8 +38,9 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Info(args) => info::run(args),
         Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Info(args) => info::run(args),
         Command::Convert(args) => convert::run(args),
     };
     match result {
