@@ -3,7 +3,10 @@
 
 pub mod checkpoint_args;
 pub mod convert;
+pub mod extract;
 pub mod info;
+pub mod merge_npz;
+pub mod sample;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +33,12 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Convert a checkpoint (.pt, diffusers, safetensors) to dit's safetensors.
     Convert(convert::ConvertArgs),
+    /// Draw images from a checkpoint: grid PNG, per-image PNGs, .npz for FID.
+    Sample(sample::SampleArgs),
+    /// Encode an image folder once into VAE latents for `dit train --latents`.
+    Extract(extract::ExtractArgs),
+    /// Join the .npz files of a sharded `dit sample` run, in order.
+    MergeNpz(merge_npz::MergeNpzArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -38,6 +47,9 @@ pub fn main() -> ExitCode {
         Command::Info(args) => info::run(args),
         Command::Train(args) => train::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Sample(args) => sample::run(args),
+        Command::Extract(args) => extract::run(args),
+        Command::MergeNpz(args) => merge_npz::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
