@@ -29,6 +29,7 @@ pub struct ExtractJob {
     pub vae_source: String,
 }
 
+#[derive(Debug)]
 pub struct ExtractOutcome {
     pub manifest: CacheManifest,
     /// Shards written by this run.
