@@ -22,31 +22,58 @@ fn imagenet_names_and_synonyms_resolve_case_insensitively() {
 
 #[test]
 fn unknown_names_list_the_closest_classes() {
-    let err = ClassNames::imagenet().lookup("golden retreiver").unwrap_err().to_string();
+    let err = ClassNames::imagenet()
+        .lookup("golden retreiver")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown class 'golden retreiver'"), "{err}");
     assert!(err.contains("207 (golden retriever)"), "{err}");
     let first = err.split("closest: ").nth(1).unwrap();
-    assert!(first.starts_with("207 "), "the nearest name comes first: {err}");
+    assert!(
+        first.starts_with("207 "),
+        "the nearest name comes first: {err}"
+    );
 }
 
 #[test]
 fn names_shared_by_two_classes_ask_for_an_id() {
     // "crane" is both the bird (134) and the machine (517).
-    let err = ClassNames::imagenet().lookup("crane").unwrap_err().to_string();
-    assert!(err.contains("ambiguous") && err.contains("134") && err.contains("517"), "{err}");
+    let err = ClassNames::imagenet()
+        .lookup("crane")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ambiguous") && err.contains("134") && err.contains("517"),
+        "{err}"
+    );
 }
 
 #[test]
 fn ids_and_stored_names_resolve_and_range_is_checked() {
     let stored = ClassNames::from_names(&["cats".to_string(), "golden_retriever".to_string()]);
-    let args: Vec<String> = ["1", "Cats", "golden retriever"].iter().map(|s| s.to_string()).collect();
-    assert_eq!(resolve_classes(&args, Some(&stored), 2).unwrap(), vec![1, 0, 1]);
+    let args: Vec<String> = ["1", "Cats", "golden retriever"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        resolve_classes(&args, Some(&stored), 2).unwrap(),
+        vec![1, 0, 1]
+    );
     // Stored names replace ImageNet's: "tabby" is not among them.
-    let err = resolve_classes(&["tabby".into()], Some(&stored), 2).unwrap_err().to_string();
-    assert!(err.contains("unknown class") && err.contains("cats"), "{err}");
-    let err = resolve_classes(&["2".into()], Some(&stored), 2).unwrap_err().to_string();
+    let err = resolve_classes(&["tabby".into()], Some(&stored), 2)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown class") && err.contains("cats"),
+        "{err}"
+    );
+    let err = resolve_classes(&["2".into()], Some(&stored), 2)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("out of range"), "{err}");
-    let err = resolve_classes(&["cats".into()], None, 2).unwrap_err().to_string();
+    let err = resolve_classes(&["cats".into()], None, 2)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no names"), "{err}");
 }
 
@@ -66,5 +93,8 @@ fn random_labels_depend_only_on_seed_and_index() {
     let distinct: std::collections::BTreeSet<_> = all.iter().collect();
     assert!(distinct.len() >= 6, "64 draws over 10 classes: {all:?}");
     assert_ne!(choice.labels(4, 0..64), all, "another seed, other labels");
-    assert_eq!(ClassChoice::Cycle(vec![5, 7]).labels(0, 1..4), vec![7, 5, 7]);
+    assert_eq!(
+        ClassChoice::Cycle(vec![5, 7]).labels(0, 1..4),
+        vec![7, 5, 7]
+    );
 }

@@ -19,7 +19,11 @@ fn npz_holds_arr_0_as_numpy_writes_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("samples.npz");
     let data: Vec<u8> = (0..2 * 4 * 5 * 3).map(|i| (i * 7 % 256) as u8).collect();
-    write_npz(&path, &U8Array::new(vec![2, 4, 5, 3], data.clone()).unwrap()).unwrap();
+    write_npz(
+        &path,
+        &U8Array::new(vec![2, 4, 5, 3], data.clone()).unwrap(),
+    )
+    .unwrap();
 
     let mut zip = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
     assert_eq!(zip.len(), 1);
@@ -28,7 +32,10 @@ fn npz_holds_arr_0_as_numpy_writes_it() {
     let mut bytes = Vec::new();
     member.read_to_end(&mut bytes).unwrap();
     let (dict, offset) = numpy_view(&bytes);
-    assert_eq!(dict, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 4, 5, 3), }");
+    assert_eq!(
+        dict,
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 4, 5, 3), }"
+    );
     assert_eq!(&bytes[offset..], data.as_slice());
 
     let back = read_npz(&path).unwrap();
@@ -59,8 +66,13 @@ fn concatenation_checks_image_shapes() {
 #[test]
 fn non_uint8_arrays_are_refused() {
     let mut header = npy_header(&[2]);
-    let text = String::from_utf8(header[10..].to_vec()).unwrap().replace("|u1", "<f4");
+    let text = String::from_utf8(header[10..].to_vec())
+        .unwrap()
+        .replace("|u1", "<f4");
     header.truncate(10);
     header.extend(text.bytes());
-    assert!(parse_npy_header(&header).unwrap_err().to_string().contains("uint8"));
+    assert!(parse_npy_header(&header)
+        .unwrap_err()
+        .to_string()
+        .contains("uint8"));
 }

@@ -41,7 +41,8 @@ pub struct ExtractArgs {
 }
 
 pub fn run(args: ExtractArgs) -> Result<()> {
-    let vae = Vae::load(&args.vae, &Device::Cpu).with_context(|| format!("loading the VAE {}", args.vae.display()))?;
+    let vae = Vae::load(&args.vae, &Device::Cpu)
+        .with_context(|| format!("loading the VAE {}", args.vae.display()))?;
     let job = ExtractJob {
         data: args.data.clone(),
         out: args.out.clone(),
@@ -53,8 +54,10 @@ pub fn run(args: ExtractArgs) -> Result<()> {
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} images [{elapsed_precise}<{eta_precise}]")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images [{elapsed_precise}<{eta_precise}]",
+        )
+        .expect("valid template"),
     );
     let outcome = extract_latents(&vae, &job, &mut |done, total| {
         bar.set_length(total as u64);

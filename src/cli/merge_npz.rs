@@ -1,7 +1,7 @@
 //! `dit merge-npz`: join the `.npz` files of a sharded `dit sample` run.
 
 use crate::sample::npz::{concatenate, read_npz, write_npz};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -23,9 +23,23 @@ pub struct MergeNpzArgs {
 }
 
 pub fn run(args: MergeNpzArgs) -> Result<()> {
-    let arrays = args.shards.iter().map(|p| read_npz(p)).collect::<Result<Vec<_>>>()?;
-    let merged = concatenate(&arrays)?;
+    let arrays = args
+        .shards
+        .iter()
+        .map(|p| read_npz(p))
+        .collect::<Result<Vec<_>>>()?;
+    let names: Vec<String> = args
+        .shards
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    // Arrays are numbered in the order given; name them in the error.
+    let merged = concatenate(&arrays).with_context(|| format!("merging {}", names.join(", ")))?;
     write_npz(&args.output, &merged)?;
-    println!("wrote {} with shape {:?}", args.output.display(), merged.shape);
+    println!(
+        "wrote {} with shape {:?}",
+        args.output.display(),
+        merged.shape
+    );
     Ok(())
 }

@@ -118,7 +118,10 @@ fn diffusion_config(ckpt: &Path, model: &Dit) -> DiffusionConfig {
             default
         } else {
             // ADM's choice for models without a learned variance.
-            DiffusionConfig { variance: VarianceType::FixedLarge, ..default }
+            DiffusionConfig {
+                variance: VarianceType::FixedLarge,
+                ..default
+            }
         }
     })
 }
@@ -134,7 +137,9 @@ fn class_names(ckpt: &Path, num_classes: usize) -> Option<ClassNames> {
 }
 
 pub fn run(args: SampleArgs) -> Result<()> {
-    let Some(ckpt) = &args.ckpt else { bail!("{WEIGHTS_HELP}") };
+    let Some(ckpt) = &args.ckpt else {
+        bail!("{WEIGHTS_HELP}")
+    };
     if !ckpt.exists() {
         bail!("{} does not exist.\n{WEIGHTS_HELP}", ckpt.display());
     }
@@ -146,7 +151,10 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let model = Dit::load_with(&ckpt, &device, &args.checkpoint.load_options())
         .with_context(|| format!("loading {}", ckpt.display()))?;
     let vae = match &args.vae {
-        Some(path) => Some(Vae::load(path, &device).with_context(|| format!("loading the VAE {}", path.display()))?),
+        Some(path) => Some(
+            Vae::load(path, &device)
+                .with_context(|| format!("loading the VAE {}", path.display()))?,
+        ),
         None => None,
     };
     check_decoder(&model, vae.as_ref())?;
@@ -192,8 +200,10 @@ pub fn run(args: SampleArgs) -> Result<()> {
     );
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} model evaluations [{elapsed_precise}<{eta_precise}]")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} model evaluations [{elapsed_precise}<{eta_precise}]",
+        )
+        .expect("valid template"),
     );
     let images = job.run(&mut |done, total| {
         bar.set_length(total as u64);
@@ -217,7 +227,13 @@ pub fn run(args: SampleArgs) -> Result<()> {
     }
     if let Some(path) = &args.npz {
         images.save_npz(path)?;
-        println!("wrote {} (uint8, {}×{}×{}×3)", path.display(), n, images.height, images.width);
+        println!(
+            "wrote {} (uint8, {}×{}×{}×3)",
+            path.display(),
+            n,
+            images.height,
+            images.width
+        );
     }
     Ok(())
 }

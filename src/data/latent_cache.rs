@@ -57,7 +57,10 @@ impl CacheManifest {
         let manifest: CacheManifest = serde_json::from_str(&text)
             .map_err(|e| DataError::layout(&path, format!("not a latent cache manifest: {e}")))?;
         if manifest.format != FORMAT {
-            return Err(DataError::layout(&path, format!("format '{}', expected '{FORMAT}'", manifest.format)));
+            return Err(DataError::layout(
+                &path,
+                format!("format '{}', expected '{FORMAT}'", manifest.format),
+            ));
         }
         Ok(manifest)
     }
@@ -105,13 +108,20 @@ impl LatentCache {
             let n = manifest.shard_len(s);
             let header = read_layout(&path)?;
             let find = |name: &str, shape: &[usize], bytes: usize| -> Result<u64, DataError> {
-                let entry = header.iter().find(|e| e.name == name).ok_or_else(|| {
-                    DataError::layout(&path, format!("no '{name}' tensor"))
-                })?;
-                if entry.shape != shape || entry.dtype != if name == LABELS { "U32" } else { "F32" } || entry.len != bytes {
+                let entry = header
+                    .iter()
+                    .find(|e| e.name == name)
+                    .ok_or_else(|| DataError::layout(&path, format!("no '{name}' tensor")))?;
+                if entry.shape != shape
+                    || entry.dtype != if name == LABELS { "U32" } else { "F32" }
+                    || entry.len != bytes
+                {
                     return Err(DataError::layout(
                         &path,
-                        format!("'{name}' is {} {:?}, expected {shape:?}", entry.dtype, entry.shape),
+                        format!(
+                            "'{name}' is {} {:?}, expected {shape:?}",
+                            entry.dtype, entry.shape
+                        ),
                     ));
                 }
                 Ok(entry.start)
@@ -120,13 +130,35 @@ impl LatentCache {
             let flipped_at = find(MOMENTS_FLIPPED, &[n, c2, h, w], n * c2 * h * w * 4)?;
             let labels_at = find(LABELS, &[n], n * 4)?;
             let bytes = read_at(&path, labels_at, n * 4)?;
-            labels.extend(bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
-            shards.push(ShardIndex { path, moments_at, flipped_at });
+            labels.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
+            shards.push(ShardIndex {
+                path,
+                moments_at,
+                flipped_at,
+            });
         }
-        if let Some(&bad) = labels.iter().find(|&&l| l as usize >= manifest.class_names.len()) {
-            return Err(DataError::layout(&dir, format!("label {bad} out of range for {} classes", manifest.class_names.len())));
+        if let Some(&bad) = labels
+            .iter()
+            .find(|&&l| l as usize >= manifest.class_names.len())
+        {
+            return Err(DataError::layout(
+                &dir,
+                format!(
+                    "label {bad} out of range for {} classes",
+                    manifest.class_names.len()
+                ),
+            ));
         }
-        Ok(Self { dir, manifest, shards, labels })
+        Ok(Self {
+            dir,
+            manifest,
+            shards,
+            labels,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -165,15 +197,25 @@ impl Dataset for LatentCache {
 
     fn get(&self, index: usize, flip: bool) -> Result<(Vec<f32>, u32), DataError> {
         if index >= self.len() {
-            return Err(DataError::IndexOutOfRange { index, len: self.len() });
+            return Err(DataError::IndexOutOfRange {
+                index,
+                len: self.len(),
+            });
         }
         let (c2, h, w) = self.manifest.moments_shape;
         let per = c2 * h * w;
         let shard = &self.shards[index / self.manifest.shard_size];
         let row = (index % self.manifest.shard_size) as u64;
-        let start = if flip { shard.flipped_at } else { shard.moments_at };
+        let start = if flip {
+            shard.flipped_at
+        } else {
+            shard.moments_at
+        };
         let bytes = read_at(&shard.path, start + row * (per * 4) as u64, per * 4)?;
-        let values = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let values = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         Ok((values, self.labels[index]))
     }
 }
@@ -228,7 +270,9 @@ fn read_layout(path: &Path) -> Result<Vec<TensorEntry>, DataError> {
         };
         let e = parse().ok_or_else(|| bad(format!("malformed entry '{name}'")))?;
         if e.start + e.len as u64 > file_len {
-            return Err(bad(format!("'{name}' extends past the end of the file (truncated?)")));
+            return Err(bad(format!(
+                "'{name}' extends past the end of the file (truncated?)"
+            )));
         }
         entries.push(e);
     }

@@ -5,7 +5,9 @@
 //! encoded, so an interrupted extraction leaves whole shards and nothing
 //! else; running it again skips them and produces the same files.
 
-use super::latent_cache::{shard_path, CacheManifest, FORMAT, LABELS, MANIFEST_FILE, MOMENTS, MOMENTS_FLIPPED};
+use super::latent_cache::{
+    shard_path, CacheManifest, FORMAT, LABELS, MANIFEST_FILE, MOMENTS, MOMENTS_FLIPPED,
+};
 use super::{Dataset, ImageFolder};
 use crate::vae::Vae;
 use anyhow::{bail, Context, Result};
@@ -42,14 +44,23 @@ pub struct ExtractOutcome {
 
 /// Encodes `job.data` into `job.out`. `progress(done, total)` counts images,
 /// finished shards included.
-pub fn extract_latents(vae: &Vae, job: &ExtractJob, progress: &mut dyn FnMut(usize, usize)) -> Result<ExtractOutcome> {
+pub fn extract_latents(
+    vae: &Vae,
+    job: &ExtractJob,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ExtractOutcome> {
     let config = vae.config();
     if config.shift_factor.is_some_and(|s| s != 0.0) {
-        bail!("VAEs with a shift_factor are not supported: training latents are scaling_factor · z");
+        bail!(
+            "VAEs with a shift_factor are not supported: training latents are scaling_factor · z"
+        );
     }
     let factor = config.downscale();
     if job.image_size == 0 || !job.image_size.is_multiple_of(factor) {
-        bail!("--image-size {} must be a positive multiple of the VAE's downsampling factor {factor}", job.image_size);
+        bail!(
+            "--image-size {} must be a positive multiple of the VAE's downsampling factor {factor}",
+            job.image_size
+        );
     }
     if job.shard_size == 0 || job.batch_size == 0 {
         bail!("shard size and batch size must be at least 1");
@@ -70,7 +81,12 @@ pub fn extract_latents(vae: &Vae, job: &ExtractJob, progress: &mut dyn FnMut(usi
     prepare_out_dir(job, &manifest)?;
 
     let total = manifest.num_images;
-    let mut outcome = ExtractOutcome { manifest, written: Vec::new(), skipped: Vec::new(), complete: true };
+    let mut outcome = ExtractOutcome {
+        manifest,
+        written: Vec::new(),
+        skipped: Vec::new(),
+        complete: true,
+    };
     let mut done = 0;
     for s in 0..outcome.manifest.num_shards() {
         let path = shard_path(&job.out, s);
@@ -81,12 +97,17 @@ pub fn extract_latents(vae: &Vae, job: &ExtractJob, progress: &mut dyn FnMut(usi
             progress(done, total);
             continue;
         }
-        if job.max_new_shards.is_some_and(|max| outcome.written.len() >= max) {
+        if job
+            .max_new_shards
+            .is_some_and(|max| outcome.written.len() >= max)
+        {
             outcome.complete = false;
             continue;
         }
         let first = s * outcome.manifest.shard_size;
-        let tensors = encode_shard(vae, &folder, first..first + n, job.batch_size, &mut |k| progress(done + k, total))?;
+        let tensors = encode_shard(vae, &folder, first..first + n, job.batch_size, &mut |k| {
+            progress(done + k, total)
+        })?;
         crate::atomic_file::write_atomically(&path, |tmp| {
             crate::model::checkpoint::safetensors_file::write(tmp, &tensors, HashMap::new())
         })?;
@@ -104,7 +125,11 @@ fn prepare_out_dir(job: &ExtractJob, manifest: &CacheManifest) -> Result<()> {
     if path.exists() {
         let old = CacheManifest::read(&job.out)?;
         // Paths may change between runs (a moved folder); the content may not.
-        let same = CacheManifest { source: old.source.clone(), vae: old.vae.clone(), ..manifest.clone() } == old;
+        let same = CacheManifest {
+            source: old.source.clone(),
+            vae: old.vae.clone(),
+            ..manifest.clone()
+        } == old;
         if !same {
             bail!(
                 "{} already holds a latent cache of different data or settings \
@@ -147,7 +172,9 @@ fn encode_shard(
         let mut pixels = Vec::with_capacity(2 * b * c * h * w);
         for flip in [false, true] {
             for index in start..end {
-                let (values, label) = folder.get(index, flip).context("dit extract stops at unreadable images; fix or remove the file")?;
+                let (values, label) = folder
+                    .get(index, flip)
+                    .context("dit extract stops at unreadable images; fix or remove the file")?;
                 pixels.extend(values);
                 if !flip {
                     labels.push(label);

@@ -22,7 +22,11 @@ pub struct ClassNames {
 /// Case, surrounding space, runs of spaces and underscores (folder names)
 /// do not distinguish names.
 fn normalize(name: &str) -> String {
-    name.replace('_', " ").split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    name.replace('_', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 impl ClassNames {
@@ -37,7 +41,9 @@ impl ClassNames {
 
     /// One name per class, e.g. a dataset's folder names.
     pub fn from_names(names: &[String]) -> Self {
-        Self { synonyms: names.iter().map(|n| vec![n.clone()]).collect() }
+        Self {
+            synonyms: names.iter().map(|n| vec![n.clone()]).collect(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -55,7 +61,9 @@ impl ClassNames {
 
     /// Every synonym of a class.
     pub fn synonyms(&self, label: u32) -> &[String] {
-        self.synonyms.get(label as usize).map_or(&[], |s| s.as_slice())
+        self.synonyms
+            .get(label as usize)
+            .map_or(&[], |s| s.as_slice())
     }
 
     /// A label from a name, compared case-insensitively against every
@@ -67,10 +75,16 @@ impl ClassNames {
             .collect();
         match matches.as_slice() {
             [one] => Ok(*one),
-            [] => bail!("unknown class '{name}'; closest: {}", self.suggestions(&wanted).join("; ")),
+            [] => bail!(
+                "unknown class '{name}'; closest: {}",
+                self.suggestions(&wanted).join("; ")
+            ),
             many => {
                 let listed: Vec<String> = many.iter().map(|&c| self.describe(c)).collect();
-                bail!("class name '{name}' is ambiguous: {}; pass the id instead", listed.join(" or "))
+                bail!(
+                    "class name '{name}' is ambiguous: {}; pass the id instead",
+                    listed.join(" or ")
+                )
             }
         }
     }
@@ -83,12 +97,20 @@ impl ClassNames {
     fn suggestions(&self, wanted: &str) -> Vec<String> {
         let mut scored: Vec<(usize, u32)> = (0..self.len() as u32)
             .map(|c| {
-                let best = self.synonyms(c).iter().map(|s| edit_distance(&normalize(s), wanted)).min();
+                let best = self
+                    .synonyms(c)
+                    .iter()
+                    .map(|s| edit_distance(&normalize(s), wanted))
+                    .min();
                 (best.unwrap_or(usize::MAX), c)
             })
             .collect();
         scored.sort();
-        scored.into_iter().take(SUGGESTIONS).map(|(_, c)| self.describe(c)).collect()
+        scored
+            .into_iter()
+            .take(SUGGESTIONS)
+            .map(|(_, c)| self.describe(c))
+            .collect()
     }
 }
 
@@ -110,7 +132,11 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 
 /// `--class` arguments → labels. Plain numbers are ids; anything else is
 /// looked up in `names` (when the model has none, only ids are accepted).
-pub fn resolve_classes(args: &[String], names: Option<&ClassNames>, num_classes: usize) -> Result<Vec<u32>> {
+pub fn resolve_classes(
+    args: &[String],
+    names: Option<&ClassNames>,
+    num_classes: usize,
+) -> Result<Vec<u32>> {
     args.iter()
         .map(|arg| {
             let arg = arg.trim();

@@ -77,8 +77,9 @@ impl SampleJob<'_> {
             let end = (start + self.batch_size as u64).min(self.indices.end);
             let labels = self.classes.labels(self.settings.seed, start..end);
             let done_before = batch * generator.num_steps();
-            let samples =
-                generator.generate(&labels, start, &mut |done, _| progress(done_before + done, total))?;
+            let samples = generator.generate(&labels, start, &mut |done, _| {
+                progress(done_before + done, total)
+            })?;
             let pixels = match self.vae {
                 Some(vae) => vae.decode(&vae.from_latent(&samples)?)?,
                 None => samples,

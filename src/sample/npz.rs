@@ -25,7 +25,10 @@ impl U8Array {
     pub fn new(shape: Vec<usize>, data: Vec<u8>) -> Result<Self> {
         let expected: usize = shape.iter().product();
         if expected != data.len() {
-            bail!("an array of shape {shape:?} needs {expected} bytes, got {}", data.len());
+            bail!(
+                "an array of shape {shape:?} needs {expected} bytes, got {}",
+                data.len()
+            );
         }
         Ok(Self { shape, data })
     }
@@ -62,9 +65,15 @@ pub fn parse_npy_header(bytes: &[u8]) -> Result<(Vec<usize>, usize)> {
         2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into()?) as usize, 12),
         v => bail!("unsupported .npy format version {v}"),
     };
-    let dict = std::str::from_utf8(bytes.get(start..start + len).context("truncated .npy header")?)?;
+    let dict = std::str::from_utf8(
+        bytes
+            .get(start..start + len)
+            .context("truncated .npy header")?,
+    )?;
     let field = |key: &str| -> Result<&str> {
-        let at = dict.find(&format!("'{key}':")).with_context(|| format!(".npy header has no '{key}': {dict}"))?;
+        let at = dict
+            .find(&format!("'{key}':"))
+            .with_context(|| format!(".npy header has no '{key}': {dict}"))?;
         Ok(dict[at + key.len() + 3..].trim_start())
     };
     let descr = field("descr")?;
@@ -75,12 +84,18 @@ pub fn parse_npy_header(bytes: &[u8]) -> Result<(Vec<usize>, usize)> {
         bail!("Fortran-order arrays are not supported");
     }
     let shape = field("shape")?;
-    let inner = shape.strip_prefix('(').and_then(|s| s.split(')').next()).context("malformed shape")?;
+    let inner = shape
+        .strip_prefix('(')
+        .and_then(|s| s.split(')').next())
+        .context("malformed shape")?;
     let shape = inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().with_context(|| format!("malformed shape dimension '{s}'")))
+        .map(|s| {
+            s.parse::<usize>()
+                .with_context(|| format!("malformed shape dimension '{s}'"))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok((shape, start + len))
 }
@@ -88,7 +103,8 @@ pub fn parse_npy_header(bytes: &[u8]) -> Result<(Vec<usize>, usize)> {
 /// Writes `array` as `arr_0` of an `.npz` at `path`, atomically.
 pub fn write_npz(path: &Path, array: &U8Array) -> Result<()> {
     crate::atomic_file::write_atomically(path, |tmp| {
-        let file = std::fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let file =
+            std::fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
         let header = npy_header(&array.shape);
         let options = zip::write::SimpleFileOptions::default()
@@ -129,7 +145,11 @@ pub fn concatenate(arrays: &[U8Array]) -> Result<U8Array> {
     let mut data = Vec::with_capacity(arrays.iter().map(|a| a.data.len()).sum());
     for (i, a) in arrays.iter().enumerate() {
         if a.shape.len() != first.shape.len() || a.shape[1..] != first.shape[1..] {
-            bail!("array {i} has shape {:?}, incompatible with {:?}", a.shape, first.shape);
+            bail!(
+                "array {i} has shape {:?}, incompatible with {:?}",
+                a.shape,
+                first.shape
+            );
         }
         shape[0] += a.shape[0];
         data.extend_from_slice(&a.data);

@@ -39,9 +39,13 @@ impl SampledImages {
         let mut paths = Vec::with_capacity(self.pixels.len());
         for (i, bytes) in self.pixels.iter().enumerate() {
             let image = if self.channels == 1 {
-                DynamicImage::ImageLuma8(GrayImage::from_raw(w, h, bytes.clone()).context("image size")?)
+                DynamicImage::ImageLuma8(
+                    GrayImage::from_raw(w, h, bytes.clone()).context("image size")?,
+                )
             } else {
-                DynamicImage::ImageRgb8(RgbImage::from_raw(w, h, bytes.clone()).context("image size")?)
+                DynamicImage::ImageRgb8(
+                    RgbImage::from_raw(w, h, bytes.clone()).context("image size")?,
+                )
             };
             let path = dir.join(format!("{:06}.png", self.first_index + i as u64));
             save_png(&path, &image)?;

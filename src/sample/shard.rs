@@ -27,9 +27,17 @@ impl FromStr for Shard {
 
     /// "i/n" with 0 ≤ i < n.
     fn from_str(s: &str) -> Result<Self> {
-        let (i, n) = s.split_once('/').context("a shard is written i/n, e.g. 0/4 (shards are numbered from 0)")?;
-        let index: usize = i.trim().parse().with_context(|| format!("shard index '{i}' is not a number"))?;
-        let count: usize = n.trim().parse().with_context(|| format!("shard count '{n}' is not a number"))?;
+        let (i, n) = s
+            .split_once('/')
+            .context("a shard is written i/n, e.g. 0/4 (shards are numbered from 0)")?;
+        let index: usize = i
+            .trim()
+            .parse()
+            .with_context(|| format!("shard index '{i}' is not a number"))?;
+        let count: usize = n
+            .trim()
+            .parse()
+            .with_context(|| format!("shard count '{n}' is not a number"))?;
         if count == 0 || index >= count {
             bail!("shard {index}/{count}: shards are numbered 0..{count}, i.e. 0/{count} … {}/{count}", count.max(1) - 1);
         }
