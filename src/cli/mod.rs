@@ -4,7 +4,10 @@
 pub mod checkpoint_args;
 pub mod convert;
 pub mod eval;
+pub mod extract;
 pub mod info;
+pub mod merge_npz;
+pub mod sample;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +36,12 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Convert a checkpoint (.pt, diffusers, safetensors) to dit's safetensors.
     Convert(convert::ConvertArgs),
+    /// Draw images from a checkpoint: grid PNG, per-image PNGs, .npz for FID.
+    Sample(sample::SampleArgs),
+    /// Encode an image folder once into VAE latents for `dit train --latents`.
+    Extract(extract::ExtractArgs),
+    /// Join the .npz files of a sharded `dit sample` run, in order.
+    MergeNpz(merge_npz::MergeNpzArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -42,6 +51,9 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Info(args) => info::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Sample(args) => sample::run(args),
+        Command::Extract(args) => extract::run(args),
+        Command::MergeNpz(args) => merge_npz::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,7 @@
 //! `dit train`: train a DiT on an image folder, or on the embedded
 //! Fashion-MNIST slice when no data is given.
 
-use crate::data::{Dataset, FashionMnist, ImageFolder};
+use crate::data::{Dataset, FashionMnist, ImageFolder, LatentCache};
 use crate::diffusion::DiffusionConfig;
 use crate::model::DitConfig;
 use crate::train::{train, TrainCheckpoint, TrainConfig, TrainJob};
@@ -16,6 +16,7 @@ use std::sync::Arc;
   dit train                                   # embedded Fashion-MNIST, small model, ~15 min on 2 cores
   dit train --data ~/pets --image-size 64 --channels 3 --model DiT-S/4 --steps 50000
   dit train --resume runs/fashion-mnist       # continue a run (same data and model)
+  dit train --latents latents/in256 --model DiT-XL/2   # latent space, from `dit extract`
 
 Image folders use torchvision's layout: one sub-folder per class (classes in
 sorted name order). Images are centre-cropped as in ADM/DiT and flipped at random.
@@ -25,6 +26,11 @@ pub struct TrainArgs {
     /// Fashion-MNIST slice (6,000 images, 10 classes, 1×32×32).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Train in latent space on a cache written by `dit extract` (sizes,
+    /// classes and the VAE scaling factor come from the cache). Sample
+    /// the result with `dit sample --vae`.
+    #[arg(long, conflicts_with_all = ["data", "image_size", "channels"])]
+    pub latents: Option<PathBuf>,
     /// Image size for --data (pixel space).
     #[arg(long, default_value_t = 32)]
     pub image_size: usize,
@@ -93,17 +99,20 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let device = Device::Cpu;
-    let (dataset, source): (Arc<dyn Dataset>, String) = match &args.data {
-        Some(dir) => {
+    let mut latent_scale = None;
+    let (dataset, source): (Arc<dyn Dataset>, String) = match (&args.latents, &args.data) {
+        (Some(dir), _) => {
+            let cache = LatentCache::open(dir)?;
+            latent_scale = Some(cache.scaling_factor());
+            (Arc::new(cache), dir.display().to_string())
+        }
+        (None, Some(dir)) => {
             let folder = ImageFolder::open(dir, args.image_size, args.channels as usize)?;
             (Arc::new(folder), dir.display().to_string())
         }
-        None => (
-            Arc::new(FashionMnist::embedded()?),
-            "fashion-mnist (embedded)".to_string(),
-        ),
+        (None, None) => (Arc::new(FashionMnist::embedded()?), "fashion-mnist (embedded)".to_string()),
     };
-    let out = args.out.clone().unwrap_or_else(|| match &args.data {
+    let out = args.out.clone().unwrap_or_else(|| match args.latents.as_ref().or(args.data.as_ref()) {
         Some(dir) => PathBuf::from("runs").join(dir.file_name().unwrap_or_default()),
         None => PathBuf::from("runs/fashion-mnist"),
     });
@@ -132,7 +141,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         flip: !args.no_flip,
         checkpoint_every: args.checkpoint_every,
-        sample_every: args.sample_every,
+        // Preview grids would need the VAE decoder, which the trainer does not have.
+        sample_every: if latent_scale.is_some() { 0 } else { args.sample_every },
         sample_cfg_scale: args.sample_cfg_scale,
         ..Default::default()
     };
@@ -165,7 +175,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         device,
         skip_bad_images: args.skip_bad_images,
         progress: true,
-        latent_scale: None,
+        latent_scale,
     })?;
     if outcome.skipped_images > 0 {
         eprintln!(
@@ -186,6 +196,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
 fn model_config(args: &TrainArgs, data: &dyn Dataset) -> Result<DitConfig> {
     let (c, h, w) = data.sample_shape();
+    // Latent samples hold mean and log-variance: twice the model's channels.
+    let c = if args.latents.is_some() { c / 2 } else { c };
     if h != w {
         bail!("the model needs square inputs, the data is {h}×{w}");
     }

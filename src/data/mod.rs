@@ -7,14 +7,16 @@
 //! the full IDX files). The [`Loader`] batches any dataset into tensors on
 //! worker threads, in an order fixed by the seed alone, and records a
 //! [`LoaderState`] that a checkpoint can store to resume the exact stream.
-//! Cached latents can later be a third `Dataset`: the training loop only sees
-//! tensors.
+//! [`LatentCache`] is the third: VAE latent moments extracted once by
+//! `dit extract`; the training loop only sees tensors.
 
 mod dataset;
 mod error;
 pub mod fashion_mnist;
 pub mod idx;
 pub mod image_folder;
+pub mod latent_cache;
+pub mod latent_extract;
 pub mod loader;
 pub mod order;
 pub mod pixels;
@@ -26,6 +28,7 @@ pub use error::DataError;
 pub use fashion_mnist::{FashionMnist, FASHION_MNIST_CLASSES};
 pub use idx::IdxFile;
 pub use image_folder::{ImageFolder, IMAGE_EXTENSIONS};
+pub use latent_cache::LatentCache;
 pub use loader::{Batch, Loader, LoaderConfig, LoaderState, SkippedImage};
 pub use order::EpochOrder;
 pub use pixels::U8Image;

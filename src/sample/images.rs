@@ -31,8 +31,13 @@ pub fn to_u8(samples: &Tensor) -> Result<Vec<Vec<u8>>> {
 /// Lays images out `nrow` per row with a 2-pixel black border, as
 /// torchvision's `save_image` does. Grayscale images are repeated to RGB.
 pub fn grid(samples: &Tensor, nrow: usize) -> Result<RgbImage> {
-    let (n, c, h, w) = samples.dims4()?;
-    let images = to_u8(samples)?;
+    let (_, c, h, w) = samples.dims4()?;
+    Ok(grid_u8(&to_u8(samples)?, (c, h, w), nrow))
+}
+
+/// [`grid`] of images already in bytes (`H·W·C` each, C = 1 or 3).
+pub fn grid_u8(images: &[Vec<u8>], (c, h, w): (usize, usize, usize), nrow: usize) -> RgbImage {
+    let n = images.len();
     let nrow = nrow.clamp(1, n.max(1));
     let rows = n.div_ceil(nrow);
     let pad = 2;
@@ -54,7 +59,7 @@ pub fn grid(samples: &Tensor, nrow: usize) -> Result<RgbImage> {
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// One image of a `(1, C, H, W)` or `(C, H, W)` tensor as a PNG-ready buffer.

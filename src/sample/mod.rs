@@ -1,7 +1,17 @@
 //! Drawing samples from a trained DiT: the sampling loop with guidance, and
 //! turning model-space tensors into images (grids, PNG files, `.npz`).
 
+pub mod class_names;
 pub mod generator;
 pub mod images;
+pub mod job;
+pub mod labels;
+pub mod npz;
+pub mod output;
+pub mod shard;
 
+pub use class_names::{resolve_classes, ClassNames};
 pub use generator::{Generator, SampleSettings};
+pub use job::{SampleJob, SampledImages};
+pub use labels::ClassChoice;
+pub use shard::Shard;
