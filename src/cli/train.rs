@@ -86,7 +86,7 @@ pub struct TrainArgs {
     pub no_flip: bool,
     #[arg(long, default_value_t = 1000)]
     pub checkpoint_every: u64,
-    /// Sample grid from the EMA model every N steps (0: only at the end).
+    /// Sample grid from the EMA model every N steps and at the end (0: never).
     #[arg(long, default_value_t = 500)]
     pub sample_every: u64,
     /// Guidance scale of the preview grids.
@@ -110,12 +110,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
             let folder = ImageFolder::open(dir, args.image_size, args.channels as usize)?;
             (Arc::new(folder), dir.display().to_string())
         }
-        (None, None) => (Arc::new(FashionMnist::embedded()?), "fashion-mnist (embedded)".to_string()),
+        (None, None) => (
+            Arc::new(FashionMnist::embedded()?),
+            "fashion-mnist (embedded)".to_string(),
+        ),
     };
-    let out = args.out.clone().unwrap_or_else(|| match args.latents.as_ref().or(args.data.as_ref()) {
-        Some(dir) => PathBuf::from("runs").join(dir.file_name().unwrap_or_default()),
-        None => PathBuf::from("runs/fashion-mnist"),
-    });
+    let out =
+        args.out
+            .clone()
+            .unwrap_or_else(|| match args.latents.as_ref().or(args.data.as_ref()) {
+                Some(dir) => PathBuf::from("runs").join(dir.file_name().unwrap_or_default()),
+                None => PathBuf::from("runs/fashion-mnist"),
+            });
     let resume = match &args.resume {
         Some(p) => Some(crate::train::checkpoint::resolve(p)?),
         None => None,
@@ -142,7 +148,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         flip: !args.no_flip,
         checkpoint_every: args.checkpoint_every,
         // Preview grids would need the VAE decoder, which the trainer does not have.
-        sample_every: if latent_scale.is_some() { 0 } else { args.sample_every },
+        sample_every: if latent_scale.is_some() {
+            0
+        } else {
+            args.sample_every
+        },
         sample_cfg_scale: args.sample_cfg_scale,
         ..Default::default()
     };

@@ -79,7 +79,7 @@ impl Records {
     ) -> Result<()> {
         self.bar.set_position(step);
         self.window.push((loss, mse, vb, grad_norm));
-        if step % self.log_every != 0 {
+        if !step.is_multiple_of(self.log_every) {
             return Ok(());
         }
         let n = self.window.len() as f64;

@@ -24,16 +24,22 @@ pub struct StepDraws {
     pub noise: Tensor,
 }
 
-/// Draws timesteps, label drops (replacing a label by `null_class` with
-/// probability `drop_prob`) and noise for `step`.
+/// Classifier-free guidance training: labels replaced by the null class
+/// with probability `prob` (nothing is dropped without a null class).
+#[derive(Clone, Copy, Debug)]
+pub struct LabelDropout {
+    pub null_class: Option<u32>,
+    pub prob: f64,
+}
+
+/// Draws timesteps, label drops and noise for `step`.
 pub fn draw(
     seed: u64,
     step: u64,
     labels: &[u32],
     shape: &[usize],
     num_timesteps: usize,
-    null_class: Option<u32>,
-    drop_prob: f64,
+    dropout: LabelDropout,
     device: &Device,
 ) -> Result<StepDraws> {
     let n = labels.len();
@@ -44,8 +50,8 @@ pub fn draw(
         .collect();
     let y: Vec<u32> = labels
         .iter()
-        .map(|&label| match null_class {
-            Some(null) if rng.gen::<f64>() < drop_prob => null,
+        .map(|&label| match dropout.null_class {
+            Some(null) if rng.gen::<f64>() < dropout.prob => null,
             _ => label,
         })
         .collect();

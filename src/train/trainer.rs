@@ -149,8 +149,10 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome> {
             &labels,
             x0.dims(),
             job.diffusion.num_timesteps,
-            null_class,
-            job.model.class_dropout_prob,
+            step_noise::LabelDropout {
+                null_class,
+                prob: job.model.class_dropout_prob,
+            },
             &job.device,
         )?;
         let terms = diffusion.training_losses(

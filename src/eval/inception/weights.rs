@@ -236,7 +236,7 @@ pub fn save_safetensors(params: &BTreeMap<String, Tensor>, out: &Path) -> Result
                 .to_string(),
         ),
     ]);
-    safetensors::serialize_to_file(views, &Some(metadata), out)
+    safetensors::serialize_to_file(views, Some(metadata), out)
         .with_context(|| format!("writing {}", out.display()))
 }
 
