@@ -127,6 +127,27 @@ def discretized_gaussian_loglik(x, mean, log_scale):
                        torch.where(x > 0.999, log_1m_cdf_min, torch.log(delta.clamp(min=1e-12))))
 
 
+def fixed_eval_loss(model, diffusion, x, labels, n=1024, seed=1234):
+    """Loss of a model on one fixed batch: same images, labels, timesteps
+    (an even grid over [0, T)) and noise for every model scored."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(x), generator=g)[:n]
+    t = torch.arange(n) * diffusion.T // n
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return diffusion.loss(model, x[idx], t, labels[idx]).item()
+
+
+def load_dit_checkpoint(path, cfg):
+    from safetensors.torch import load_file
+
+    weights = {k[len("model."):]: v for k, v in load_file(path).items() if k.startswith("model.")}
+    model = RefDiT(cfg)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    assert missing == ["pos_embed"] and not unexpected, (missing, unexpected)
+    return model
+
+
 def train_torch(args, cfg, x, labels):
     torch.manual_seed(args.seed)
     model = RefDiT(cfg)
@@ -153,7 +174,7 @@ def train_torch(args, cfg, x, labels):
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         opt.step()
         losses.append(loss.item())
-    return losses
+    return losses, model
 
 
 def main():
@@ -172,7 +193,7 @@ def main():
     x, labels = load_fashion()
 
     start = time.time()
-    losses = train_torch(args, cfg, x, labels)
+    losses, torch_model = train_torch(args, cfg, x, labels)
     torch_time = time.time() - start
     tail = max(1, args.steps // 10)
     torch_final = float(np.mean(losses[-tail:]))
@@ -185,12 +206,20 @@ def main():
         start = time.time()
         result = subprocess.run(cmd, capture_output=True, text=True, check=True)
         dit_time = time.time() - start
+        ckpt = re.search(r"checkpoint (\S+\.safetensors)", result.stdout).group(1)
+        dit_model = load_dit_checkpoint(ckpt, cfg)
     dit_final = float(re.search(r"final loss ([0-9.]+)", result.stdout).group(1))
+    diffusion = Diffusion()
+    torch_eval = fixed_eval_loss(torch_model, diffusion, x, labels)
+    dit_eval = fixed_eval_loss(dit_model, diffusion, x, labels)
     print(f"config: depth 2, hidden 128, 2 heads, patch 4 on 1x32x32 Fashion-MNIST; {args.steps} steps, "
           f"batch {args.batch_size}, lr {args.lr}, warm-up {args.warmup}, grad clip {args.grad_clip}")
     print(f"PyTorch: mean loss over the last {tail} steps {torch_final:.4f} ({torch_time:.0f} s)")
     print(f"dit:     mean loss over the last {tail} steps {dit_final:.4f} ({dit_time:.0f} s)")
-    print(f"relative difference: {abs(dit_final - torch_final) / torch_final * 100:.1f}%")
+    print(f"relative difference (training-loss tail): {abs(dit_final - torch_final) / torch_final * 100:.1f}%")
+    print(f"fixed evaluation batch (1024 images, t on an even grid, same noise), PyTorch loss function:")
+    print(f"  PyTorch-trained model {torch_eval:.4f}, dit-trained model {dit_eval:.4f}, "
+          f"relative difference {abs(dit_eval - torch_eval) / torch_eval * 100:.1f}%")
 
 
 if __name__ == "__main__":
