@@ -2,8 +2,9 @@
 
 use super::adaln::{layer_norm, modulate, LN_EPS};
 use super::weights::Weights;
+use crate::ops::{attention, gelu_tanh};
 use anyhow::Result;
-use candle_core::{Module, Tensor, D};
+use candle_core::{Module, Tensor};
 use candle_nn::Linear;
 
 /// Multi-head self-attention with a fused qkv projection.
@@ -23,19 +24,9 @@ impl Attention {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, t, d) = x.dims3()?;
-        let hd = d / self.num_heads;
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((n, t, 3, self.num_heads, hd))?
-            .permute((2, 0, 3, 1, 4))?;
-        let q = (qkv.get(0)? * (hd as f64).powf(-0.5))?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        // Differentiable softmax; candle's fused softmax_last_dim has no backward.
-        let weights = candle_nn::ops::softmax(&q.matmul(&k.t()?)?, D::Minus1)?;
-        let out = weights.matmul(&v)?.transpose(1, 2)?.reshape((n, t, d))?;
+        // Fused and tiled on the CPU (with its own backward); the unfused
+        // composition on other devices.
+        let out = attention(&self.qkv.forward(x)?, self.num_heads)?;
         Ok(self.proj.forward(&out)?)
     }
 }
@@ -55,7 +46,7 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.fc2.forward(&self.fc1.forward(x)?.gelu()?)?)
+        Ok(self.fc2.forward(&gelu_tanh(&self.fc1.forward(x)?)?)?)
     }
 }
 

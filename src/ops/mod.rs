@@ -7,8 +7,13 @@
 //! EMA update parameters in place, in one pass over memory.
 
 pub mod adamw;
+pub mod attention;
 pub mod ema;
 mod float;
+pub mod gelu;
+pub mod vmath;
 
 pub use adamw::{AdamW, AdamWConfig};
+pub use attention::{attention, attention_reference};
 pub use ema::{ema_update, Ema};
+pub use gelu::{gelu_tanh, gelu_tanh_reference};
