@@ -1,11 +1,28 @@
 //! The DiT block with adaLN-Zero conditioning (paper, Figure 3, right).
+//!
+//! Built from the fused ops of [`crate::ops`] (each with its own backward,
+//! and the unfused composition on devices without a kernel): modulated
+//! LayerNorm, tiled attention, GELU, and the gated residual, which also adds
+//! the bias of the branch's last linear layer.
 
-use super::adaln::{layer_norm, modulate, LN_EPS};
+use super::adaln::LN_EPS;
 use super::weights::Weights;
-use crate::ops::{attention, gelu_tanh};
-use anyhow::Result;
+use crate::ops::{attention, gated_residual, gelu_tanh, layer_norm_modulate};
+use anyhow::{Context, Result};
 use candle_core::{Module, Tensor};
 use candle_nn::Linear;
+
+/// `x·Wᵀ` over the last dim of `(N, T, D)`, without the layer's bias.
+fn matmul_weight(x: &Tensor, layer: &Linear) -> Result<Tensor> {
+    let (n, t, d) = x.dims3()?;
+    Ok(x.reshape((n * t, d))?
+        .matmul(&layer.weight().t()?)?
+        .reshape((n, t, ()))?)
+}
+
+fn bias(layer: &Linear) -> Result<&Tensor> {
+    layer.bias().context("DiT linear layers have biases")
+}
 
 /// Multi-head self-attention with a fused qkv projection.
 pub struct Attention {
@@ -23,11 +40,16 @@ impl Attention {
         })
     }
 
+    /// The output projection's input times its weight; its bias is left out.
+    fn forward_without_output_bias(&self, x: &Tensor) -> Result<Tensor> {
+        let heads = attention(&self.qkv.forward(x)?, self.num_heads)?;
+        matmul_weight(&heads, &self.proj)
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // Fused and tiled on the CPU (with its own backward); the unfused
-        // composition on other devices.
-        let out = attention(&self.qkv.forward(x)?, self.num_heads)?;
-        Ok(self.proj.forward(&out)?)
+        Ok(self
+            .forward_without_output_bias(x)?
+            .broadcast_add(bias(&self.proj)?)?)
     }
 }
 
@@ -45,8 +67,14 @@ impl Mlp {
         })
     }
 
+    fn forward_without_output_bias(&self, x: &Tensor) -> Result<Tensor> {
+        matmul_weight(&gelu_tanh(&self.fc1.forward(x)?)?, &self.fc2)
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.fc2.forward(&gelu_tanh(&self.fc1.forward(x)?)?)?)
+        Ok(self
+            .forward_without_output_bias(x)?
+            .broadcast_add(bias(&self.fc2)?)?)
     }
 }
 
@@ -75,11 +103,11 @@ impl AdaLnZeroBlock {
         };
         let h = self
             .attn
-            .forward(&modulate(&layer_norm(x, LN_EPS)?, shift_msa, scale_msa)?)?;
-        let x = (x + h.broadcast_mul(&gate_msa.unsqueeze(1)?)?)?;
+            .forward_without_output_bias(&layer_norm_modulate(x, shift_msa, scale_msa, LN_EPS)?)?;
+        let x = gated_residual(x, &h, bias(&self.attn.proj)?, gate_msa)?;
         let h = self
             .mlp
-            .forward(&modulate(&layer_norm(&x, LN_EPS)?, shift_mlp, scale_mlp)?)?;
-        Ok((&x + h.broadcast_mul(&gate_mlp.unsqueeze(1)?)?)?)
+            .forward_without_output_bias(&layer_norm_modulate(&x, shift_mlp, scale_mlp, LN_EPS)?)?;
+        Ok(gated_residual(&x, &h, bias(&self.mlp.fc2)?, gate_mlp)?)
     }
 }

@@ -1,7 +1,8 @@
 //! The last layer: modulated LayerNorm, then tokens → patch pixels.
 
-use super::adaln::{layer_norm, modulate, LN_EPS};
+use super::adaln::LN_EPS;
 use super::weights::Weights;
+use crate::ops::layer_norm_modulate;
 use anyhow::Result;
 use candle_core::{Module, Tensor};
 use candle_nn::Linear;
@@ -22,7 +23,7 @@ impl FinalLayer {
 
     pub fn forward(&self, x: &Tensor, c_silu: &Tensor) -> Result<Tensor> {
         let m = self.modulation.forward(c_silu)?.chunk(2, 1)?;
-        let x = modulate(&layer_norm(x, LN_EPS)?, &m[0], &m[1])?;
+        let x = layer_norm_modulate(x, &m[0], &m[1], LN_EPS)?;
         Ok(self.linear.forward(&x)?)
     }
 }
