@@ -130,12 +130,14 @@ def main():
     for _ in range(a.warmup):
         step()
     times = []
+    cpu0 = time.process_time()
     for _ in range(a.iters):
         start = time.perf_counter()
         step()
         times.append((time.perf_counter() - start) * 1e3)
     rec = dict(side="pytorch", model=a.model, batch=n, mode=a.mode,
                median_ms=round(sorted(times)[len(times) // 2], 1),
+               cpu_ms=round((time.process_time() - cpu0) * 1e3 / a.iters, 1),
                times_ms=[round(x, 1) for x in times],
                peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                torch=torch.__version__, threads=torch.get_num_threads())

@@ -67,12 +67,27 @@ fn peak_rss_mib() -> Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// CPU time (user + system) of this process so far, in ms.
+fn cpu_ms() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 12th and 13th of them, in clock ticks (100 per second on Linux).
+    let rest = stat
+        .rsplit_once(')')
+        .context("malformed /proc/self/stat")?
+        .1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    Ok(ticks * 10.0)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
 fn main() -> Result<()> {
+    dit::ops::allocator::retain_freed_memory();
     let args = parse_args()?;
     let cfg = DitConfig::preset(&args.model, 32)?;
     let dev = Device::Cpu;
@@ -126,17 +141,20 @@ fn main() -> Result<()> {
         step()?;
     }
     let mut times = Vec::with_capacity(args.iters);
+    let cpu_start = cpu_ms()?;
     for _ in 0..args.iters {
         let start = Instant::now();
         step()?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
+    let cpu_per_step = (cpu_ms()? - cpu_start) / args.iters as f64;
     println!(
-        "{{\"side\": \"dit\", \"model\": \"{}\", \"batch\": {}, \"mode\": \"{}\", \"median_ms\": {:.1}, \"times_ms\": {:?}, \"peak_rss_mib\": {:.0}}}",
+        "{{\"side\": \"dit\", \"model\": \"{}\", \"batch\": {}, \"mode\": \"{}\", \"median_ms\": {:.1}, \"cpu_ms\": {:.1}, \"times_ms\": {:?}, \"peak_rss_mib\": {:.0}}}",
         args.model,
         n,
         if args.train { "train" } else { "forward" },
         median(times.clone()),
+        cpu_per_step,
         times.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>(),
         peak_rss_mib()?
     );

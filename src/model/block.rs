@@ -7,7 +7,7 @@
 
 use super::adaln::LN_EPS;
 use super::weights::Weights;
-use crate::ops::{attention, gated_residual, gelu_tanh, layer_norm_modulate};
+use crate::ops::{add_bias, attention, gated_residual, gelu_tanh, layer_norm_modulate};
 use anyhow::{Context, Result};
 use candle_core::{Module, Tensor};
 use candle_nn::Linear;
@@ -18,6 +18,11 @@ fn matmul_weight(x: &Tensor, layer: &Linear) -> Result<Tensor> {
     Ok(x.reshape((n * t, d))?
         .matmul(&layer.weight().t()?)?
         .reshape((n, t, ()))?)
+}
+
+/// `x·Wᵀ + b` over the last dim (the bias gradient as a row-major sweep).
+fn linear(x: &Tensor, layer: &Linear) -> Result<Tensor> {
+    Ok(add_bias(&matmul_weight(x, layer)?, bias(layer)?)?)
 }
 
 fn bias(layer: &Linear) -> Result<&Tensor> {
@@ -42,7 +47,7 @@ impl Attention {
 
     /// The output projection's input times its weight; its bias is left out.
     fn forward_without_output_bias(&self, x: &Tensor) -> Result<Tensor> {
-        let heads = attention(&self.qkv.forward(x)?, self.num_heads)?;
+        let heads = attention(&linear(x, &self.qkv)?, self.num_heads)?;
         matmul_weight(&heads, &self.proj)
     }
 
@@ -68,7 +73,7 @@ impl Mlp {
     }
 
     fn forward_without_output_bias(&self, x: &Tensor) -> Result<Tensor> {
-        matmul_weight(&gelu_tanh(&self.fc1.forward(x)?)?, &self.fc2)
+        matmul_weight(&gelu_tanh(&linear(x, &self.fc1)?)?, &self.fc2)
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -7,7 +7,9 @@
 //! EMA update parameters in place, in one pass over memory.
 
 pub mod adamw;
+pub mod allocator;
 pub mod attention;
+pub mod bias;
 pub mod ema;
 mod float;
 pub mod gated_residual;
@@ -17,6 +19,7 @@ pub mod vmath;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use attention::{attention, attention_reference};
+pub use bias::add_bias;
 pub use ema::{ema_update, Ema};
 pub use gated_residual::{gated_residual, gated_residual_reference};
 pub use gelu::{gelu_tanh, gelu_tanh_reference};
