@@ -7,22 +7,19 @@
 
 use super::adaln::LN_EPS;
 use super::weights::Weights;
-use crate::ops::{add_bias, attention, gated_residual, gelu_tanh, layer_norm_modulate};
+use crate::ops::{self, attention, gated_residual, gelu_tanh, layer_norm_modulate};
 use anyhow::{Context, Result};
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use candle_nn::Linear;
 
-/// `x·Wᵀ` over the last dim of `(N, T, D)`, without the layer's bias.
+/// `x·Wᵀ` over the last dim, without the layer's bias.
 fn matmul_weight(x: &Tensor, layer: &Linear) -> Result<Tensor> {
-    let (n, t, d) = x.dims3()?;
-    Ok(x.reshape((n * t, d))?
-        .matmul(&layer.weight().t()?)?
-        .reshape((n, t, ()))?)
+    Ok(ops::linear(x, layer.weight(), None)?)
 }
 
-/// `x·Wᵀ + b` over the last dim (the bias gradient as a row-major sweep).
-fn linear(x: &Tensor, layer: &Linear) -> Result<Tensor> {
-    Ok(add_bias(&matmul_weight(x, layer)?, bias(layer)?)?)
+/// `x·Wᵀ + b` over the last dim.
+pub(crate) fn linear(x: &Tensor, layer: &Linear) -> Result<Tensor> {
+    Ok(ops::linear(x, layer.weight(), layer.bias())?)
 }
 
 fn bias(layer: &Linear) -> Result<&Tensor> {
@@ -102,7 +99,7 @@ impl AdaLnZeroBlock {
 
     /// `x`: `(N, T, D)` tokens; `c_silu`: SiLU(c), `(N, D)`, shared by all blocks.
     pub fn forward(&self, x: &Tensor, c_silu: &Tensor) -> Result<Tensor> {
-        let m = self.modulation.forward(c_silu)?.chunk(6, 1)?;
+        let m = linear(c_silu, &self.modulation)?.chunk(6, 1)?;
         let [shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp] = m.as_slice() else {
             unreachable!("chunk(6) yields six tensors")
         };
