@@ -163,7 +163,7 @@ fn forward<T: Float>(qkv: &[T], dims: Dims) -> (Vec<T>, Vec<T>) {
                     .fold(T::neg_infinity(), num_traits::Float::max);
                 let sum = T::exp_shifted_sum(row, max);
                 let inv = T::one() / sum;
-                row.iter_mut().for_each(|p| *p = *p * inv);
+                row.iter_mut().for_each(|p| *p *= inv);
                 // SAFETY: index (b, h, q0 + i) is this task's.
                 unsafe { *lse_p.ptr().add((b * heads + h) * t + q0 + i) = max + sum.ln() };
             }

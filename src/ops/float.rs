@@ -4,7 +4,15 @@
 use candle_core::cpu_backend::CpuStorage;
 use candle_core::{Layout, Result, WithDType};
 
-pub trait Float: WithDType + num_traits::Float + Send + Sync + std::iter::Sum {
+pub trait Float:
+    WithDType
+    + num_traits::Float
+    + Send
+    + Sync
+    + std::iter::Sum
+    + std::ops::AddAssign
+    + std::ops::MulAssign
+{
     fn slice(s: &CpuStorage) -> Result<&[Self]>;
     fn slice_mut(s: &mut CpuStorage) -> Result<&mut [Self]>;
     /// `xs[i] ← e^(xs[i] − shift)`, returning the sum.

@@ -82,14 +82,14 @@ fn backward<T: Float>(h: &[T], gb: &[T], dy: &[T], (n, t, d): (usize, usize, usi
                 );
                 for i in 0..d {
                     dhr[i] = dyr[i] * gate[i];
-                    dg[i] = dg[i] + dyr[i] * (hr[i] + bias[i]);
-                    sums[i] = sums[i] + dyr[i];
+                    dg[i] += dyr[i] * (hr[i] + bias[i]);
+                    sums[i] += dyr[i];
                 }
             }
         });
     for b in 0..n {
         for i in 0..d {
-            dbias[i] = dbias[i] + gb[b * d + i] * dy_sums[b * d + i];
+            dbias[i] += gb[b * d + i] * dy_sums[b * d + i];
         }
     }
     out

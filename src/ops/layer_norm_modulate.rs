@@ -109,11 +109,11 @@ fn backward<T: Float>(
                 let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
                 for i in 0..d {
                     let xh = (xr[i] - mean) * rstd;
-                    dsh[i] = dsh[i] + dyr[i];
-                    dsc[i] = dsc[i] + dyr[i] * xh;
+                    dsh[i] += dyr[i];
+                    dsc[i] += dyr[i] * xh;
                     g[i] = dyr[i] * (T::one() + sc[i]);
-                    sum_g = sum_g + g[i];
-                    sum_gx = sum_gx + g[i] * xh;
+                    sum_g += g[i];
+                    sum_gx += g[i] * xh;
                 }
                 let (mean_g, mean_gx) = (sum_g * inv_d, sum_gx * inv_d);
                 for i in 0..d {

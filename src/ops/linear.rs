@@ -137,7 +137,7 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], n: usize, with_bias: bool) -> 
     if with_bias {
         for r in dy.chunks_exact(n) {
             for (acc, &g) in db.iter_mut().zip(r) {
-                *acc = *acc + g;
+                *acc += g;
             }
         }
     }
