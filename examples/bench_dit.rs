@@ -5,7 +5,7 @@
 //! cargo run --release --example bench_dit -- --model DiT-S/2 --batch 8 --mode train
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use dit::diffusion::{DiffusionConfig, GaussianDiffusion};
 use dit::model::{Dit, DitConfig};
 use dit::ops::{AdamW, AdamWConfig};
@@ -87,27 +87,33 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<()> {
-    dit::ops::allocator::retain_freed_memory();
+    dit::ops::runtime::init();
     let args = parse_args()?;
     let cfg = DitConfig::preset(&args.model, 32)?;
     let dev = Device::Cpu;
     let n = args.batch;
-    // Random (not adaLN-zero) weights, so that every branch computes real values.
-    let init = dit::model::params::initial_tensors(&cfg, 0, &dev, DType::F32)?;
+    // Random weights of the size of PyTorch's default init (not adaLN-zero,
+    // so that every branch computes real values), made one tensor at a time
+    // as PyTorch's side does; pos_embed is left to the model to compute.
     let mut tensors = HashMap::new();
     let mut params = Vec::new();
-    for (name, t) in init {
-        if name == "pos_embed" {
-            tensors.insert(name, t);
+    for spec in dit::model::params::param_specs(&cfg) {
+        if !spec.trainable {
             continue;
         }
-        let t = (Tensor::randn(0f32, 0.02, t.dims(), &dev)? + t)?;
+        let fan_in: usize = spec.shape[1..].iter().product();
+        let std = if spec.shape.len() > 1 {
+            1.0 / (fan_in as f64).sqrt()
+        } else {
+            0.02
+        };
+        let t = Tensor::randn(0f32, std as f32, spec.shape.as_slice(), &dev)?;
         if args.train {
             let v = Var::from_tensor(&t)?;
-            tensors.insert(name.clone(), v.as_tensor().clone());
-            params.push((name, v));
+            tensors.insert(spec.name.clone(), v.as_tensor().clone());
+            params.push((spec.name, v));
         } else {
-            tensors.insert(name, t);
+            tensors.insert(spec.name, t);
         }
     }
     let model = Dit::from_tensors(cfg.clone(), &tensors)?;

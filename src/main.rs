@@ -4,6 +4,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    dit::ops::allocator::retain_freed_memory();
+    dit::ops::runtime::init();
     dit::cli::main()
 }

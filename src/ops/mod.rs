@@ -7,7 +7,6 @@
 //! EMA update parameters in place, in one pass over memory.
 
 pub mod adamw;
-pub mod allocator;
 pub mod attention;
 pub mod ema;
 mod float;
@@ -15,6 +14,7 @@ pub mod gated_residual;
 pub mod gelu;
 pub mod layer_norm_modulate;
 pub mod linear;
+pub mod runtime;
 pub mod vmath;
 
 pub use adamw::{AdamW, AdamWConfig};
