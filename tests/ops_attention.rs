@@ -53,6 +53,7 @@ fn compare(n: usize, t: usize, heads: usize, hd: usize, dtype: DType) -> (f64, f
 fn f32_matches_the_composition() {
     for &(n, t, heads, hd) in &[(2, 70, 3, 5), (1, 64, 2, 8), (3, 5, 1, 7), (2, 129, 6, 16)] {
         let (o, g) = compare(n, t, heads, hd, DType::F32);
+        eprintln!("f32 ({n}, {t}, {heads}x{hd}): output {o:.2e}, gradient {g:.2e}");
         assert!(
             o < 2e-6,
             "output rel-L2 {o:e} at {n}x{t}, {heads} heads of {hd}"
@@ -68,6 +69,7 @@ fn f32_matches_the_composition() {
 fn f64_matches_the_composition() {
     for &(n, t, heads, hd) in &[(2, 67, 3, 5), (1, 1, 1, 3)] {
         let (o, g) = compare(n, t, heads, hd, DType::F64);
+        eprintln!("f64 ({n}, {t}, {heads}x{hd}): output {o:.2e}, gradient {g:.2e}");
         assert!(o < 1e-13, "output rel-L2 {o:e}");
         assert!(g < 1e-12, "gradient rel-L2 {g:e}");
     }

@@ -49,6 +49,7 @@ fn compare(dtype: DType, len: usize) -> (f64, f64) {
 #[test]
 fn f32_matches_the_composition() {
     let (y, g) = compare(DType::F32, 10_007);
+    eprintln!("f32: value {y:.2e}, gradient {g:.2e}");
     assert!(y < 5e-6, "value max error {y:e}");
     assert!(g < 2e-5, "gradient max error {g:e}");
 }
@@ -76,5 +77,6 @@ fn f64_values_match_and_the_derivative_is_exact() {
         / (2.0 * h))
         .unwrap();
     let err = max_abs(&g, &fd);
+    eprintln!("f64: value {y:.2e}, gradient vs finite differences {err:.2e}");
     assert!(err < 1e-9, "gradient vs finite differences: {err:e}");
 }

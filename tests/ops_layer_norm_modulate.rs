@@ -65,6 +65,7 @@ fn f32_matches_the_composition() {
         (2, 9, 384, 30.0),
     ] {
         let e = compare(n, t, d, off, DType::F32);
+        eprintln!("f32 ({n}, {t}, {d}) offset {off}: {e:.2e}");
         assert!(e < 2e-5, "rel-L2 {e:e} at ({n}, {t}, {d}), offset {off}");
     }
 }
@@ -73,6 +74,7 @@ fn f32_matches_the_composition() {
 fn f64_matches_the_composition() {
     for &(n, t, d) in &[(3, 7, 13), (2, 17, 64)] {
         let e = compare(n, t, d, 1.0, DType::F64);
+        eprintln!("f64 ({n}, {t}, {d}): {e:.2e}");
         assert!(e < 1e-12, "rel-L2 {e:e} at ({n}, {t}, {d})");
     }
 }

@@ -73,6 +73,7 @@ fn f32_matches_the_composition() {
     ] {
         for bias in [true, false] {
             let e = compare(&shape, n, bias, DType::F32);
+            eprintln!("f32 x {shape:?} -> {n}, bias {bias}: {e:.2e}");
             assert!(
                 e < 1e-5,
                 "rel-L2 {e:e} for x {shape:?}, {n} outputs, bias {bias}"
@@ -85,6 +86,7 @@ fn f32_matches_the_composition() {
 fn f64_matches_the_composition() {
     for bias in [true, false] {
         let e = compare(&[3, 9, 13], 7, bias, DType::F64);
+        eprintln!("f64 bias {bias}: {e:.2e}");
         assert!(e < 1e-13, "rel-L2 {e:e}, bias {bias}");
     }
 }
