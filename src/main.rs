@@ -1,3 +1,9 @@
+// candle allocates a fresh buffer per op; mimalloc keeps freed pages for
+// reuse instead of returning them to the OS and faulting them back in.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
+    dit::ops::runtime::init();
     dit::cli::main()
 }

@@ -1,4 +1,6 @@
-//! The two operations adaLN conditioning is built from.
+//! The two operations adaLN conditioning is built from, as the unfused
+//! composition (the model itself uses the fused
+//! [`crate::ops::layer_norm_modulate`], which falls back to this form).
 //!
 //! Written with differentiable tensor ops on purpose: candle's fused
 //! `candle_nn::ops::layer_norm` has no backward and would silently cut the

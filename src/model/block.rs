@@ -1,10 +1,30 @@
 //! The DiT block with adaLN-Zero conditioning (paper, Figure 3, right).
+//!
+//! Built from the fused ops of [`crate::ops`] (each with its own backward,
+//! and the unfused composition on devices without a kernel): modulated
+//! LayerNorm, tiled attention, GELU, and the gated residual, which also adds
+//! the bias of the branch's last linear layer.
 
-use super::adaln::{layer_norm, modulate, LN_EPS};
+use super::adaln::LN_EPS;
 use super::weights::Weights;
-use anyhow::Result;
-use candle_core::{Module, Tensor, D};
+use crate::ops::{self, attention, gated_residual, gelu_tanh, layer_norm_modulate};
+use anyhow::{Context, Result};
+use candle_core::Tensor;
 use candle_nn::Linear;
+
+/// `x·Wᵀ` over the last dim, without the layer's bias.
+fn matmul_weight(x: &Tensor, layer: &Linear) -> Result<Tensor> {
+    Ok(ops::linear(x, layer.weight(), None)?)
+}
+
+/// `x·Wᵀ + b` over the last dim.
+pub(crate) fn linear(x: &Tensor, layer: &Linear) -> Result<Tensor> {
+    Ok(ops::linear(x, layer.weight(), layer.bias())?)
+}
+
+fn bias(layer: &Linear) -> Result<&Tensor> {
+    layer.bias().context("DiT linear layers have biases")
+}
 
 /// Multi-head self-attention with a fused qkv projection.
 pub struct Attention {
@@ -22,21 +42,16 @@ impl Attention {
         })
     }
 
+    /// The output projection's input times its weight; its bias is left out.
+    fn forward_without_output_bias(&self, x: &Tensor) -> Result<Tensor> {
+        let heads = attention(&linear(x, &self.qkv)?, self.num_heads)?;
+        matmul_weight(&heads, &self.proj)
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, t, d) = x.dims3()?;
-        let hd = d / self.num_heads;
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((n, t, 3, self.num_heads, hd))?
-            .permute((2, 0, 3, 1, 4))?;
-        let q = (qkv.get(0)? * (hd as f64).powf(-0.5))?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        // Differentiable softmax; candle's fused softmax_last_dim has no backward.
-        let weights = candle_nn::ops::softmax(&q.matmul(&k.t()?)?, D::Minus1)?;
-        let out = weights.matmul(&v)?.transpose(1, 2)?.reshape((n, t, d))?;
-        Ok(self.proj.forward(&out)?)
+        Ok(self
+            .forward_without_output_bias(x)?
+            .broadcast_add(bias(&self.proj)?)?)
     }
 }
 
@@ -54,8 +69,14 @@ impl Mlp {
         })
     }
 
+    fn forward_without_output_bias(&self, x: &Tensor) -> Result<Tensor> {
+        matmul_weight(&gelu_tanh(&linear(x, &self.fc1)?)?, &self.fc2)
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.fc2.forward(&self.fc1.forward(x)?.gelu()?)?)
+        Ok(self
+            .forward_without_output_bias(x)?
+            .broadcast_add(bias(&self.fc2)?)?)
     }
 }
 
@@ -78,17 +99,17 @@ impl AdaLnZeroBlock {
 
     /// `x`: `(N, T, D)` tokens; `c_silu`: SiLU(c), `(N, D)`, shared by all blocks.
     pub fn forward(&self, x: &Tensor, c_silu: &Tensor) -> Result<Tensor> {
-        let m = self.modulation.forward(c_silu)?.chunk(6, 1)?;
+        let m = linear(c_silu, &self.modulation)?.chunk(6, 1)?;
         let [shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp] = m.as_slice() else {
             unreachable!("chunk(6) yields six tensors")
         };
         let h = self
             .attn
-            .forward(&modulate(&layer_norm(x, LN_EPS)?, shift_msa, scale_msa)?)?;
-        let x = (x + h.broadcast_mul(&gate_msa.unsqueeze(1)?)?)?;
+            .forward_without_output_bias(&layer_norm_modulate(x, shift_msa, scale_msa, LN_EPS)?)?;
+        let x = gated_residual(x, &h, bias(&self.attn.proj)?, gate_msa)?;
         let h = self
             .mlp
-            .forward(&modulate(&layer_norm(&x, LN_EPS)?, shift_mlp, scale_mlp)?)?;
-        Ok((&x + h.broadcast_mul(&gate_mlp.unsqueeze(1)?)?)?)
+            .forward_without_output_bias(&layer_norm_modulate(&x, shift_mlp, scale_mlp, LN_EPS)?)?;
+        Ok(gated_residual(&x, &h, bias(&self.mlp.fc2)?, gate_mlp)?)
     }
 }

@@ -1,9 +1,11 @@
 //! The last layer: modulated LayerNorm, then tokens → patch pixels.
 
-use super::adaln::{layer_norm, modulate, LN_EPS};
+use super::adaln::LN_EPS;
+use super::block::linear;
 use super::weights::Weights;
+use crate::ops::layer_norm_modulate;
 use anyhow::Result;
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use candle_nn::Linear;
 
 /// adaLN (shift, scale only: no gate) and a linear map to p·p·C_out values per token.
@@ -21,8 +23,8 @@ impl FinalLayer {
     }
 
     pub fn forward(&self, x: &Tensor, c_silu: &Tensor) -> Result<Tensor> {
-        let m = self.modulation.forward(c_silu)?.chunk(2, 1)?;
-        let x = modulate(&layer_norm(x, LN_EPS)?, &m[0], &m[1])?;
-        Ok(self.linear.forward(&x)?)
+        let m = linear(c_silu, &self.modulation)?.chunk(2, 1)?;
+        let x = layer_norm_modulate(x, &m[0], &m[1], LN_EPS)?;
+        linear(&x, &self.linear)
     }
 }

@@ -4,32 +4,95 @@
 use candle_core::cpu_backend::CpuStorage;
 use candle_core::{Layout, Result, WithDType};
 
-pub trait Float: WithDType + num_traits::Float + Send + Sync + std::iter::Sum {
+pub trait Float:
+    WithDType
+    + num_traits::Float
+    + Send
+    + Sync
+    + std::iter::Sum
+    + std::ops::AddAssign
+    + std::ops::MulAssign
+{
     fn slice(s: &CpuStorage) -> Result<&[Self]>;
     fn slice_mut(s: &mut CpuStorage) -> Result<&mut [Self]>;
+    /// `xs[i] ← e^(xs[i] − shift)`, returning the sum.
+    fn exp_shifted_sum(xs: &mut [Self], shift: Self) -> Self;
+    fn gelu_forward(x: &[Self], y: &mut [Self]);
+    fn gelu_backward(x: &[Self], dy: &[Self], dx: &mut [Self]);
 }
 
-macro_rules! impl_float {
-    ($t:ty, $variant:ident) => {
-        impl Float for $t {
-            fn slice(s: &CpuStorage) -> Result<&[Self]> {
-                s.as_slice::<$t>()
-            }
-            fn slice_mut(s: &mut CpuStorage) -> Result<&mut [Self]> {
-                match s {
-                    CpuStorage::$variant(v) => Ok(v.as_mut_slice()),
-                    _ => candle_core::bail!("expected {} storage", stringify!($t)),
-                }
-            }
+use super::vmath;
+
+impl Float for f32 {
+    fn slice(s: &CpuStorage) -> Result<&[Self]> {
+        s.as_slice::<f32>()
+    }
+    fn slice_mut(s: &mut CpuStorage) -> Result<&mut [Self]> {
+        match s {
+            CpuStorage::F32(v) => Ok(v.as_mut_slice()),
+            _ => candle_core::bail!("expected f32 storage"),
         }
-    };
+    }
+    fn exp_shifted_sum(xs: &mut [Self], shift: Self) -> Self {
+        vmath::exp_shifted_sum(xs, shift)
+    }
+    fn gelu_forward(x: &[Self], y: &mut [Self]) {
+        vmath::gelu_forward(x, y)
+    }
+    fn gelu_backward(x: &[Self], dy: &[Self], dx: &mut [Self]) {
+        vmath::gelu_backward(x, dy, dx)
+    }
 }
-impl_float!(f32, F32);
-impl_float!(f64, F64);
+
+impl Float for f64 {
+    fn slice(s: &CpuStorage) -> Result<&[Self]> {
+        s.as_slice::<f64>()
+    }
+    fn slice_mut(s: &mut CpuStorage) -> Result<&mut [Self]> {
+        match s {
+            CpuStorage::F64(v) => Ok(v.as_mut_slice()),
+            _ => candle_core::bail!("expected f64 storage"),
+        }
+    }
+    fn exp_shifted_sum(xs: &mut [Self], shift: Self) -> Self {
+        xs.iter_mut()
+            .map(|x| {
+                *x = (*x - shift).exp();
+                *x
+            })
+            .sum()
+    }
+    fn gelu_forward(x: &[Self], y: &mut [Self]) {
+        vmath::gelu_forward_f64(x, y)
+    }
+    fn gelu_backward(x: &[Self], dy: &[Self], dx: &mut [Self]) {
+        vmath::gelu_backward_f64(x, dy, dx)
+    }
+}
 
 /// The contiguous range of a layout, or an error naming the op.
 pub fn contiguous(layout: &Layout, op: &str) -> Result<(usize, usize)> {
     layout
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input must be contiguous")))
+}
+
+/// A raw pointer that rayon tasks may share: each task writes a disjoint
+/// part of the buffer (its own head's columns, its own rows).
+#[derive(Clone, Copy)]
+pub struct SharedMut<T>(pub *mut T);
+// SAFETY: users guarantee that concurrent writes go to disjoint elements.
+unsafe impl<T> Send for SharedMut<T> {}
+unsafe impl<T> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// Through a method so that closures capture the wrapper, not the field.
+    pub fn ptr(&self) -> *mut T {
+        self.0
+    }
+}
+
+/// Wraps a finished buffer as candle storage.
+pub fn storage<T: Float>(v: Vec<T>) -> CpuStorage {
+    T::to_cpu_storage_owned(v)
 }

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""One PyTorch benchmark case in its own process, the counterpart of
+examples/bench_dit.rs: the independent reference DiT of
+scripts/model_fixtures.py with its attention switched to
+scaled_dot_product_attention, the same diffusion loss (ε-MSE + L_vb, the
+formulas of src/diffusion/loss.rs) and fused AdamW, as a user would run it.
+
+Prints one JSON line: median ms per step and peak RSS.
+"""
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+import model_fixtures as mf  # noqa: E402
+
+
+def sdpa_attention(s, x):
+    n, t, d = x.shape
+    q, k, v = s.qkv(x).view(n, t, 3, s.heads, d // s.heads).permute(2, 0, 3, 1, 4)
+    return s.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, t, d))
+
+
+mf.Attn.forward = sdpa_attention
+
+
+class Diffusion:
+    """Linear schedule, T = 1000, learned-range σ, MSE + L_vb (DiT's)."""
+
+    def __init__(s, T=1000):
+        betas = torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
+        alphas = 1 - betas
+        ac = torch.cumprod(alphas, 0)
+        ac_prev = torch.cat([torch.ones(1, dtype=torch.float64), ac[:-1]])
+        pv = betas * (1 - ac_prev) / (1 - ac)
+        f = lambda a: a.float()  # noqa: E731
+        s.sqrt_ac, s.sqrt_1m_ac = f(ac.sqrt()), f((1 - ac).sqrt())
+        s.sqrt_recip_ac, s.sqrt_recipm1_ac = f((1 / ac).sqrt()), f((1 / ac - 1).sqrt())
+        s.coef1 = f(betas * ac_prev.sqrt() / (1 - ac))
+        s.coef2 = f((1 - ac_prev) * alphas.sqrt() / (1 - ac))
+        s.post_logvar = f(torch.log(torch.cat([pv[1:2], pv[1:]])))
+        s.log_betas = f(torch.log(betas))
+
+    @staticmethod
+    def at(table, t):
+        return table[t][:, None, None, None]
+
+    def loss(s, model, x0, t, y, noise):
+        a = s.at
+        x_t = a(s.sqrt_ac, t) * x0 + a(s.sqrt_1m_ac, t) * noise
+        out = model(x_t, t.float(), y)
+        c = x0.shape[1]
+        eps, v = out[:, :c], out[:, c:]
+        mse = ((noise - eps) ** 2).flatten(1).mean(1)
+        eps_d = eps.detach()
+        true_mean = a(s.coef1, t) * x0 + a(s.coef2, t) * x_t
+        true_logvar = a(s.post_logvar, t)
+        frac = (v + 1) / 2
+        logvar = frac * a(s.log_betas, t) + (1 - frac) * a(s.post_logvar, t)
+        pred_x0 = a(s.sqrt_recip_ac, t) * x_t - a(s.sqrt_recipm1_ac, t) * eps_d
+        mean = a(s.coef1, t) * pred_x0 + a(s.coef2, t) * x_t
+        kl = 0.5 * (-1 + logvar - true_logvar + torch.exp(true_logvar - logvar)
+                    + (true_mean - mean) ** 2 * torch.exp(-logvar))
+        kl = kl.flatten(1).mean(1) / math.log(2)
+        nll = -discretized_ll(x0, mean, 0.5 * logvar).flatten(1).mean(1) / math.log(2)
+        vb = torch.where(t == 0, nll, kl)
+        return (mse + vb).mean()
+
+
+def approx_cdf(x):
+    return 0.5 * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)))
+
+
+def discretized_ll(x, means, log_scales):
+    centered = x - means
+    inv = torch.exp(-log_scales)
+    cdf_plus = approx_cdf(inv * (centered + 1 / 255))
+    cdf_min = approx_cdf(inv * (centered - 1 / 255))
+    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
+    log_one_minus = torch.log((1 - cdf_min).clamp(min=1e-12))
+    log_delta = torch.log((cdf_plus - cdf_min).clamp(min=1e-12))
+    return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus, log_delta))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="DiT-S/2")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--mode", choices=["forward", "train"], default="forward")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    size, patch = a.model.split("-")[1].split("/")
+    model = mf.RefDiT(mf.preset(size, int(patch), 32))
+    n = a.batch
+    x = torch.randn(n, 4, 32, 32)
+    noise = torch.randn(n, 4, 32, 32)
+    t = torch.tensor([(i * 997 + 13) % 1000 for i in range(n)])
+    y = torch.tensor([(i * 131) % 1000 for i in range(n)])
+    diffusion = Diffusion()
+    optimizer = None
+    if a.mode == "train":
+        params = [p for p in model.parameters() if p.requires_grad]
+        try:
+            optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0, fused=True)
+            opt_kind = "fused"
+        except (RuntimeError, TypeError):
+            optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0, foreach=True)
+            opt_kind = "foreach"
+
+    def step():
+        if optimizer is None:
+            with torch.no_grad():
+                model(x, t.float(), y)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            diffusion.loss(model, x, t, y, noise).backward()
+            optimizer.step()
+
+    for _ in range(a.warmup):
+        step()
+    times = []
+    cpu0 = time.process_time()
+    for _ in range(a.iters):
+        start = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - start) * 1e3)
+    rec = dict(side="pytorch", model=a.model, batch=n, mode=a.mode,
+               median_ms=round(sorted(times)[len(times) // 2], 1),
+               cpu_ms=round((time.process_time() - cpu0) * 1e3 / a.iters, 1),
+               times_ms=[round(x, 1) for x in times],
+               peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+               torch=torch.__version__, threads=torch.get_num_threads())
+    if optimizer is not None:
+        rec["adamw"] = opt_kind
+    print(json.dumps(rec))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Runs the dit and PyTorch DiT benchmarks side by side and prints a table.
+
+    python3 bench/compare.py            # all cases, 3 alternating rounds
+    python3 bench/compare.py --rounds 5 --iters 5 --cases S2-fwd,S2-train
+
+Every case runs in a fresh process per side (so peak RSS is that case's),
+pinned to the same CPUs with the same thread count; the two sides alternate
+round by round so that load from other processes hits both alike. Reported:
+the median over all timed steps of all rounds (wall), CPU time per step
+(user + system, less sensitive to other load), and the largest peak RSS.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CASES = {
+    "S2-fwd": ("DiT-S/2", 8, "forward"),
+    "S2-train": ("DiT-S/2", 8, "train"),
+    "B4-fwd": ("DiT-B/4", 8, "forward"),
+    "B4-train": ("DiT-B/4", 8, "train"),
+    "XL2-fwd": ("DiT-XL/2", 2, "forward"),
+}
+
+
+def load():
+    return open("/proc/loadavg").read().split()[0]
+
+
+def run(cmd, env):
+    out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-build", action="store_true")
+    a = ap.parse_args()
+    if not a.no_build:
+        subprocess.run(["cargo", "build", "--release", "--example", "bench_dit"], cwd=ROOT, check=True)
+    env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads),
+               MKL_NUM_THREADS=str(a.threads))
+    cpus = ",".join(str(i) for i in range(a.threads))
+    pin = ["taskset", "-c", cpus] if shutil.which("taskset") else []
+    common = ["--warmup", str(a.warmup), "--iters", str(a.iters)]
+    sides = {
+        "dit": lambda m, b, mode: pin + [os.path.join(ROOT, "target/release/examples/bench_dit"),
+                                         "--model", m, "--batch", str(b), "--mode", mode] + common,
+        "pytorch": lambda m, b, mode: pin + [sys.executable, os.path.join(ROOT, "bench/bench_torch.py"),
+                                             "--model", m, "--batch", str(b), "--mode", mode,
+                                             "--threads", str(a.threads)] + common,
+    }
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {a.threads} threads, "
+          f"{a.rounds} rounds x {a.iters} steps, load at start {load()}", flush=True)
+    rows = []
+    for case in a.cases.split(","):
+        model, batch, mode = CASES[case]
+        res = {s: {"times": [], "cpu": [], "rss": 0.0} for s in sides}
+        loads = []
+        for r in range(a.rounds):
+            for side, cmd in sides.items():
+                loads.append(float(load()))
+                out = run(cmd(model, batch, mode), env)
+                res[side]["times"] += out["times_ms"]
+                res[side]["cpu"].append(out["cpu_ms"])
+                res[side]["rss"] = max(res[side]["rss"], out["peak_rss_mib"])
+                print(f"  {case} round {r + 1} {side}: {out['median_ms']} ms wall, {out['cpu_ms']} ms cpu, "
+                      f"{out['peak_rss_mib']} MiB", flush=True)
+        d, p = res["dit"], res["pytorch"]
+        dm, pm = statistics.median(d["times"]), statistics.median(p["times"])
+        dc, pc = statistics.median(d["cpu"]), statistics.median(p["cpu"])
+        rows.append((f"{model} b{batch} {mode}", dm, pm, dc, pc, d["rss"], p["rss"],
+                     statistics.mean(loads)))
+    print()
+    print("| case | dit ms | PyTorch ms | ratio | dit CPU ms | PyTorch CPU ms | CPU ratio "
+          "| dit peak RSS MiB | PyTorch peak RSS MiB | RSS ratio | mean load |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, dm, pm, dc, pc, dr, pr, ld in rows:
+        print(f"| {name} | {dm:.0f} | {pm:.0f} | {dm / pm:.2f} | {dc:.0f} | {pc:.0f} | {dc / pc:.2f} "
+              f"| {dr:.0f} | {pr:.0f} | {dr / pr:.2f} | {ld:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+//! The adaLN-Zero residual update `x + gate·(h + b)`: the branch output `h`
+//! (a linear map without its bias), the bias `b` `(D,)` and the per-sample
+//! gate `(N, D)` folded into one pass over `(N, T, D)`.
+
+use super::float::{contiguous, storage, Float};
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// `x + gate·(h + bias)`; `x`, `h`: `(N, T, D)`, `gate`: `(N, D)`, `bias`: `(D,)`.
+pub fn gated_residual(x: &Tensor, h: &Tensor, bias: &Tensor, gate: &Tensor) -> Result<Tensor> {
+    let (n, _, d) = x.dims3()?;
+    if h.dims() != x.dims() || gate.dims() != [n, d] || bias.dims() != [d] {
+        candle_core::bail!(
+            "gated_residual: shapes x {:?}, h {:?}, bias {:?}, gate {:?} do not fit",
+            x.dims(),
+            h.dims(),
+            bias.dims(),
+            gate.dims()
+        );
+    }
+    match (x.device(), x.dtype()) {
+        (Device::Cpu, DType::F32 | DType::F64) => {
+            // Gate rows then the bias row: one (N + 1, D) operand.
+            let gate_bias = Tensor::cat(&[gate, &bias.unsqueeze(0)?], 0)?;
+            x.contiguous()?
+                .apply_op3(&h.contiguous()?, &gate_bias.contiguous()?, GatedResidual)
+        }
+        _ => gated_residual_reference(x, h, bias, gate),
+    }
+}
+
+/// The unfused composition.
+pub fn gated_residual_reference(
+    x: &Tensor,
+    h: &Tensor,
+    bias: &Tensor,
+    gate: &Tensor,
+) -> Result<Tensor> {
+    x + h.broadcast_add(bias)?.broadcast_mul(&gate.unsqueeze(1)?)?
+}
+
+struct GatedResidual;
+
+fn forward<T: Float>(x: &[T], h: &[T], gb: &[T], (n, t, d): (usize, usize, usize)) -> Vec<T> {
+    let mut y = vec![T::zero(); n * t * d];
+    let bias = &gb[n * d..];
+    y.par_chunks_mut(t * d).enumerate().for_each(|(b, yb)| {
+        let gate = &gb[b * d..(b + 1) * d];
+        let off = b * t * d;
+        for (r, yr) in yb.chunks_exact_mut(d).enumerate() {
+            let (xr, hr) = (
+                &x[off + r * d..off + (r + 1) * d],
+                &h[off + r * d..off + (r + 1) * d],
+            );
+            for i in 0..d {
+                yr[i] = xr[i] + gate[i] * (hr[i] + bias[i]);
+            }
+        }
+    });
+    y
+}
+
+/// `[dh (N·T·D) | dgate (N·D) | dbias (D)]`.
+fn backward<T: Float>(h: &[T], gb: &[T], dy: &[T], (n, t, d): (usize, usize, usize)) -> Vec<T> {
+    let mut out = vec![T::zero(); n * t * d + (n + 1) * d];
+    let bias = &gb[n * d..];
+    let (dh, dgb) = out.split_at_mut(n * t * d);
+    let (dgate, dbias) = dgb.split_at_mut(n * d);
+    // Per sample: dgate and Σ_t dy (the bias gradient needs gate·Σ_t dy).
+    let mut dy_sums = vec![T::zero(); n * d];
+    dh.par_chunks_mut(t * d)
+        .zip(dgate.par_chunks_mut(d))
+        .zip(dy_sums.par_chunks_mut(d))
+        .enumerate()
+        .for_each(|(b, ((dhb, dg), sums))| {
+            let gate = &gb[b * d..(b + 1) * d];
+            let off = b * t * d;
+            for (r, dhr) in dhb.chunks_exact_mut(d).enumerate() {
+                let (hr, dyr) = (
+                    &h[off + r * d..off + (r + 1) * d],
+                    &dy[off + r * d..off + (r + 1) * d],
+                );
+                for i in 0..d {
+                    dhr[i] = dyr[i] * gate[i];
+                    dg[i] += dyr[i] * (hr[i] + bias[i]);
+                    sums[i] += dyr[i];
+                }
+            }
+        });
+    for b in 0..n {
+        for i in 0..d {
+            dbias[i] += gb[b * d + i] * dy_sums[b * d + i];
+        }
+    }
+    out
+}
+
+impl CustomOp3 for GatedResidual {
+    fn name(&self) -> &'static str {
+        "gated-residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dm = l1.shape().dims3()?;
+        let (r1, r2, r3) = (
+            contiguous(l1, "gr")?,
+            contiguous(l2, "gr")?,
+            contiguous(l3, "gr")?,
+        );
+        fn run<T: Float>(
+            s: [&CpuStorage; 3],
+            r: [(usize, usize); 3],
+            dm: (usize, usize, usize),
+        ) -> Result<CpuStorage> {
+            let x = &T::slice(s[0])?[r[0].0..r[0].1];
+            let h = &T::slice(s[1])?[r[1].0..r[1].1];
+            let gb = &T::slice(s[2])?[r[2].0..r[2].1];
+            Ok(storage(forward(x, h, gb, dm)))
+        }
+        let out = match s1 {
+            CpuStorage::F32(_) => run::<f32>([s1, s2, s3], [r1, r2, r3], dm)?,
+            CpuStorage::F64(_) => run::<f64>([s1, s2, s3], [r1, r2, r3], dm)?,
+            _ => candle_core::bail!("gated_residual: f32 or f64 only"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        h: &Tensor,
+        gate_bias: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, t, d) = h.dims3()?;
+        let dy = dy.contiguous()?;
+        let packed = h.apply_op3_no_bwd(gate_bias, &dy, &GatedResidualBackward)?;
+        let ntd = n * t * d;
+        let dh = packed.narrow(0, 0, ntd)?.reshape((n, t, d))?;
+        let dgb = packed.narrow(0, ntd, (n + 1) * d)?.reshape((n + 1, d))?;
+        Ok((Some(dy), Some(dh), Some(dgb)))
+    }
+}
+
+struct GatedResidualBackward;
+
+impl CustomOp3 for GatedResidualBackward {
+    fn name(&self) -> &'static str {
+        "gated-residual-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dm = l1.shape().dims3()?;
+        let (r1, r2, r3) = (
+            contiguous(l1, "gr")?,
+            contiguous(l2, "gr")?,
+            contiguous(l3, "gr")?,
+        );
+        fn run<T: Float>(
+            s: [&CpuStorage; 3],
+            r: [(usize, usize); 3],
+            dm: (usize, usize, usize),
+        ) -> Result<CpuStorage> {
+            let h = &T::slice(s[0])?[r[0].0..r[0].1];
+            let gb = &T::slice(s[1])?[r[1].0..r[1].1];
+            let dy = &T::slice(s[2])?[r[2].0..r[2].1];
+            Ok(storage(backward(h, gb, dy, dm)))
+        }
+        let out = match s1 {
+            CpuStorage::F32(_) => run::<f32>([s1, s2, s3], [r1, r2, r3], dm)?,
+            CpuStorage::F64(_) => run::<f64>([s1, s2, s3], [r1, r2, r3], dm)?,
+            _ => candle_core::bail!("gated_residual: f32 or f64 only"),
+        };
+        let (n, t, d) = dm;
+        Ok((out, Shape::from(n * t * d + (n + 1) * d)))
+    }
+}

@@ -1,0 +1,237 @@
+//! LayerNorm without affine parameters followed by adaLN modulation,
+//! `y = x̂·(1 + scale) + shift` with per-sample `(N, D)` shift/scale over
+//! `(N, T, D)` tokens, in one pass per token row; the backward recomputes
+//! the row statistics instead of storing them.
+
+use super::float::{contiguous, storage, Float};
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D};
+use rayon::prelude::*;
+
+/// `layer_norm(x, eps)·(1 + scale) + shift`; fused on the CPU for f32/f64.
+pub fn layer_norm_modulate(x: &Tensor, shift: &Tensor, scale: &Tensor, eps: f64) -> Result<Tensor> {
+    let (n, _, d) = x.dims3()?;
+    if shift.dims() != [n, d] || scale.dims() != [n, d] {
+        candle_core::bail!(
+            "layer_norm_modulate: x {:?} needs ({n}, {d}) shift/scale, got {:?} and {:?}",
+            x.dims(),
+            shift.dims(),
+            scale.dims()
+        );
+    }
+    match (x.device(), x.dtype()) {
+        (Device::Cpu, DType::F32 | DType::F64) => x.contiguous()?.apply_op3(
+            &shift.contiguous()?,
+            &scale.contiguous()?,
+            LayerNormModulate { eps },
+        ),
+        _ => layer_norm_modulate_reference(x, shift, scale, eps),
+    }
+}
+
+/// The unfused composition (differentiable candle ops).
+pub fn layer_norm_modulate_reference(
+    x: &Tensor,
+    shift: &Tensor,
+    scale: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centered = x.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = centered.broadcast_div(&(var + eps)?.sqrt()?)?;
+    normed
+        .broadcast_mul(&(scale.unsqueeze(1)? + 1.0)?)?
+        .broadcast_add(&shift.unsqueeze(1)?)
+}
+
+struct LayerNormModulate {
+    eps: f64,
+}
+
+/// Mean and 1/σ of a row (two passes: exact for rows with a large mean).
+fn stats<T: Float>(row: &[T], eps: T) -> (T, T) {
+    let d = T::from(row.len()).unwrap();
+    let mean = row.iter().copied().sum::<T>() / d;
+    let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>() / d;
+    (mean, T::one() / (var + eps).sqrt())
+}
+
+fn forward<T: Float>(
+    x: &[T],
+    shift: &[T],
+    scale: &[T],
+    (n, t, d): (usize, usize, usize),
+    eps: f64,
+) -> Vec<T> {
+    let eps = T::from(eps).unwrap();
+    let mut y = vec![T::zero(); n * t * d];
+    y.par_chunks_mut(t * d).enumerate().for_each(|(b, yb)| {
+        let (sh, sc) = (&shift[b * d..(b + 1) * d], &scale[b * d..(b + 1) * d]);
+        for (xr, yr) in x[b * t * d..(b + 1) * t * d]
+            .chunks_exact(d)
+            .zip(yb.chunks_exact_mut(d))
+        {
+            let (mean, rstd) = stats(xr, eps);
+            for i in 0..d {
+                yr[i] = (xr[i] - mean) * rstd * (T::one() + sc[i]) + sh[i];
+            }
+        }
+    });
+    y
+}
+
+/// `[dx (N·T·D) | dshift (N·D) | dscale (N·D)]` in one buffer.
+fn backward<T: Float>(
+    x: &[T],
+    scale: &[T],
+    dy: &[T],
+    (n, t, d): (usize, usize, usize),
+    eps: f64,
+) -> Vec<T> {
+    let eps = T::from(eps).unwrap();
+    let inv_d = T::one() / T::from(d).unwrap();
+    let mut out = vec![T::zero(); n * t * d + 2 * n * d];
+    let (dx, dmod) = out.split_at_mut(n * t * d);
+    let (dshift, dscale) = dmod.split_at_mut(n * d);
+    dx.par_chunks_mut(t * d)
+        .zip(dshift.par_chunks_mut(d))
+        .zip(dscale.par_chunks_mut(d))
+        .enumerate()
+        .for_each(|(b, ((dxb, dsh), dsc))| {
+            let sc = &scale[b * d..(b + 1) * d];
+            let mut g = vec![T::zero(); d];
+            for ((xr, dyr), dxr) in x[b * t * d..(b + 1) * t * d]
+                .chunks_exact(d)
+                .zip(dy[b * t * d..(b + 1) * t * d].chunks_exact(d))
+                .zip(dxb.chunks_exact_mut(d))
+            {
+                let (mean, rstd) = stats(xr, eps);
+                let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
+                for i in 0..d {
+                    let xh = (xr[i] - mean) * rstd;
+                    dsh[i] += dyr[i];
+                    dsc[i] += dyr[i] * xh;
+                    g[i] = dyr[i] * (T::one() + sc[i]);
+                    sum_g += g[i];
+                    sum_gx += g[i] * xh;
+                }
+                let (mean_g, mean_gx) = (sum_g * inv_d, sum_gx * inv_d);
+                for i in 0..d {
+                    let xh = (xr[i] - mean) * rstd;
+                    dxr[i] = rstd * (g[i] - mean_g - xh * mean_gx);
+                }
+            }
+        });
+    out
+}
+
+fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
+    l.shape().dims3()
+}
+
+impl CustomOp3 for LayerNormModulate {
+    fn name(&self) -> &'static str {
+        "layer-norm-modulate"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dm = dims(l1)?;
+        let (r1, r2, r3) = (
+            contiguous(l1, "ln")?,
+            contiguous(l2, "ln")?,
+            contiguous(l3, "ln")?,
+        );
+        fn run<T: Float>(
+            s: [&CpuStorage; 3],
+            r: [(usize, usize); 3],
+            dm: (usize, usize, usize),
+            eps: f64,
+        ) -> Result<CpuStorage> {
+            let x = &T::slice(s[0])?[r[0].0..r[0].1];
+            let sh = &T::slice(s[1])?[r[1].0..r[1].1];
+            let sc = &T::slice(s[2])?[r[2].0..r[2].1];
+            Ok(storage(forward(x, sh, sc, dm, eps)))
+        }
+        let out = match s1 {
+            CpuStorage::F32(_) => run::<f32>([s1, s2, s3], [r1, r2, r3], dm, self.eps)?,
+            CpuStorage::F64(_) => run::<f64>([s1, s2, s3], [r1, r2, r3], dm, self.eps)?,
+            _ => candle_core::bail!("layer_norm_modulate: f32 or f64 only"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _shift: &Tensor,
+        scale: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, t, d) = x.dims3()?;
+        let packed = x.apply_op3_no_bwd(
+            scale,
+            &dy.contiguous()?,
+            &LayerNormModulateBackward { eps: self.eps },
+        )?;
+        let ntd = n * t * d;
+        let dx = packed.narrow(0, 0, ntd)?.reshape((n, t, d))?;
+        let dshift = packed.narrow(0, ntd, n * d)?.reshape((n, d))?;
+        let dscale = packed.narrow(0, ntd + n * d, n * d)?.reshape((n, d))?;
+        Ok((Some(dx), Some(dshift), Some(dscale)))
+    }
+}
+
+struct LayerNormModulateBackward {
+    eps: f64,
+}
+
+impl CustomOp3 for LayerNormModulateBackward {
+    fn name(&self) -> &'static str {
+        "layer-norm-modulate-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dm = dims(l1)?;
+        let (r1, r2, r3) = (
+            contiguous(l1, "ln")?,
+            contiguous(l2, "ln")?,
+            contiguous(l3, "ln")?,
+        );
+        fn run<T: Float>(
+            s: [&CpuStorage; 3],
+            r: [(usize, usize); 3],
+            dm: (usize, usize, usize),
+            eps: f64,
+        ) -> Result<CpuStorage> {
+            let x = &T::slice(s[0])?[r[0].0..r[0].1];
+            let sc = &T::slice(s[1])?[r[1].0..r[1].1];
+            let dy = &T::slice(s[2])?[r[2].0..r[2].1];
+            Ok(storage(backward(x, sc, dy, dm, eps)))
+        }
+        let out = match s1 {
+            CpuStorage::F32(_) => run::<f32>([s1, s2, s3], [r1, r2, r3], dm, self.eps)?,
+            CpuStorage::F64(_) => run::<f64>([s1, s2, s3], [r1, r2, r3], dm, self.eps)?,
+            _ => candle_core::bail!("layer_norm_modulate: f32 or f64 only"),
+        };
+        let (n, t, d) = dm;
+        Ok((out, Shape::from(n * t * d + 2 * n * d)))
+    }
+}

@@ -1,0 +1,312 @@
+//! `x·Wᵀ (+ b)` over the last dim as one custom op with its own backward.
+//!
+//! Through candle's ops the weight gradient arrives as the transpose of
+//! `xᵀ·dy`, a strided view that the optimizer must copy into row-major order
+//! for every matrix on every step, and the bias gradient is a column
+//! reduction. Here the backward writes `dW = dyᵀ·x` directly in `W`'s
+//! row-major layout (gemm takes the transposed operand through strides) and
+//! sums the bias gradient row by row.
+
+use super::float::{contiguous, storage, Float};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+
+/// `x·Wᵀ + b` (or without `b`); `x`: `(..., K)`, `W`: `(N, K)`, `b`: `(N,)`.
+/// Fused on the CPU for f32/f64; candle's matmul and broadcast add elsewhere.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (n_out, k) = weight.dims2()?;
+    let dims = x.dims();
+    if dims.last() != Some(&k) || bias.is_some_and(|b| b.dims() != [n_out]) {
+        candle_core::bail!(
+            "linear: x {:?}, weight {:?}, bias {:?} do not fit",
+            dims,
+            weight.dims(),
+            bias.map(|b| b.dims().to_vec())
+        );
+    }
+    let fused = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64);
+    if !fused {
+        return linear_reference(x, weight, bias);
+    }
+    let (x, w) = (x.contiguous()?, weight.contiguous()?);
+    match bias {
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, Linear),
+        None => x.apply_op2(&w, Linear),
+    }
+}
+
+/// candle's composition: flattened matmul, then broadcast bias.
+pub fn linear_reference(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let k = weight.dim(1)?;
+    let mut out_shape = x.dims().to_vec();
+    *out_shape.last_mut().unwrap() = weight.dim(0)?;
+    let y = x
+        .reshape(((), k))?
+        .matmul(&weight.t()?)?
+        .reshape(out_shape)?;
+    match bias {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+struct Linear;
+
+fn threads() -> gemm::Parallelism {
+    match rayon::current_num_threads() {
+        1 => gemm::Parallelism::None,
+        n => gemm::Parallelism::Rayon(n),
+    }
+}
+
+/// dst (m×n, row-major) = lhs·rhs (+ dst), operands given as (ptr, row stride, col stride).
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm<T: Float>(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut T,
+    accumulate: bool,
+    (lhs, lhs_rs, lhs_cs): (*const T, usize, usize),
+    (rhs, rhs_rs, rhs_cs): (*const T, usize, usize),
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        n as isize,
+        accumulate,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        T::one(),
+        T::one(),
+        false,
+        false,
+        false,
+        threads(),
+    )
+}
+
+fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, n: usize) -> Vec<T> {
+    let k = w.len() / n;
+    let m = x.len() / k;
+    let mut y = vec![T::zero(); m * n];
+    if let Some(b) = b {
+        y.chunks_exact_mut(n).for_each(|r| r.copy_from_slice(b));
+    }
+    // SAFETY: sizes were checked by `linear`; all buffers are row-major.
+    unsafe {
+        gemm(
+            (m, n, k),
+            y.as_mut_ptr(),
+            b.is_some(),
+            (x.as_ptr(), k, 1),
+            (w.as_ptr(), 1, k),
+        )
+    };
+    y
+}
+
+/// `[dx (M·K) | dW (N·K) | db (N, with bias)]`.
+fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], n: usize, with_bias: bool) -> Vec<T> {
+    let k = w.len() / n;
+    let m = x.len() / k;
+    let mut out = vec![T::zero(); m * k + n * k + if with_bias { n } else { 0 }];
+    let (dx, rest) = out.split_at_mut(m * k);
+    let (dw, db) = rest.split_at_mut(n * k);
+    // SAFETY: as in `forward`; dyᵀ is read through swapped strides.
+    unsafe {
+        gemm(
+            (m, k, n),
+            dx.as_mut_ptr(),
+            false,
+            (dy.as_ptr(), n, 1),
+            (w.as_ptr(), k, 1),
+        );
+        gemm(
+            (n, k, m),
+            dw.as_mut_ptr(),
+            false,
+            (dy.as_ptr(), 1, n),
+            (x.as_ptr(), k, 1),
+        );
+    }
+    if with_bias {
+        for r in dy.chunks_exact(n) {
+            for (acc, &g) in db.iter_mut().zip(r) {
+                *acc += g;
+            }
+        }
+    }
+    out
+}
+
+fn out_shape(x: &Layout, w: &Layout) -> Result<Shape> {
+    let mut dims = x.shape().dims().to_vec();
+    *dims.last_mut().unwrap() = w.shape().dims()[0];
+    Ok(Shape::from(dims))
+}
+
+fn run_forward(
+    x: (&CpuStorage, &Layout),
+    w: (&CpuStorage, &Layout),
+    b: Option<(&CpuStorage, &Layout)>,
+) -> Result<(CpuStorage, Shape)> {
+    let n = w.1.shape().dims()[0];
+    fn go<T: Float>(
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        b: Option<(&CpuStorage, &Layout)>,
+        n: usize,
+    ) -> Result<CpuStorage> {
+        let (x0, x1) = contiguous(x.1, "linear")?;
+        let (w0, w1) = contiguous(w.1, "linear")?;
+        let bias = match b {
+            Some((s, l)) => {
+                let (b0, b1) = contiguous(l, "linear")?;
+                Some(&T::slice(s)?[b0..b1])
+            }
+            None => None,
+        };
+        Ok(storage(forward(
+            &T::slice(x.0)?[x0..x1],
+            &T::slice(w.0)?[w0..w1],
+            bias,
+            n,
+        )))
+    }
+    let out = match x.0 {
+        CpuStorage::F32(_) => go::<f32>(x, w, b, n)?,
+        CpuStorage::F64(_) => go::<f64>(x, w, b, n)?,
+        _ => candle_core::bail!("linear: f32 or f64 only"),
+    };
+    Ok((out, out_shape(x.1, w.1)?))
+}
+
+/// Packed gradients → (dx, dW, db) as contiguous views.
+fn unpack(
+    packed: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    with_bias: bool,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    let (mk, (n, k)) = (x.elem_count(), w.dims2()?);
+    let dx = packed.narrow(0, 0, mk)?.reshape(x.shape())?;
+    let dw = packed.narrow(0, mk, n * k)?.reshape((n, k))?;
+    let db = if with_bias {
+        Some(packed.narrow(0, mk + n * k, n)?)
+    } else {
+        None
+    };
+    Ok((dx, dw, db))
+}
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        run_forward((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let packed =
+            x.apply_op3_no_bwd(w, &dy.contiguous()?, &LinearBackward { with_bias: true })?;
+        let (dx, dw, db) = unpack(&packed, x, w, true)?;
+        Ok((Some(dx), Some(dw), db))
+    }
+}
+
+impl CustomOp2 for Linear {
+    fn name(&self) -> &'static str {
+        "linear-no-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        run_forward((s1, l1), (s2, l2), None)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let packed =
+            x.apply_op3_no_bwd(w, &dy.contiguous()?, &LinearBackward { with_bias: false })?;
+        let (dx, dw, _) = unpack(&packed, x, w, false)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+struct LinearBackward {
+    with_bias: bool,
+}
+
+impl CustomOp3 for LinearBackward {
+    fn name(&self) -> &'static str {
+        "linear-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let n = l2.shape().dims()[0];
+        fn go<T: Float>(
+            s: [&CpuStorage; 3],
+            l: [&Layout; 3],
+            n: usize,
+            with_bias: bool,
+        ) -> Result<CpuStorage> {
+            let r: Vec<(usize, usize)> = l
+                .iter()
+                .map(|l| contiguous(l, "linear backward"))
+                .collect::<Result<_>>()?;
+            let x = &T::slice(s[0])?[r[0].0..r[0].1];
+            let w = &T::slice(s[1])?[r[1].0..r[1].1];
+            let dy = &T::slice(s[2])?[r[2].0..r[2].1];
+            Ok(storage(backward(x, w, dy, n, with_bias)))
+        }
+        let out = match s1 {
+            CpuStorage::F32(_) => go::<f32>([s1, s2, s3], [l1, l2, l3], n, self.with_bias)?,
+            CpuStorage::F64(_) => go::<f64>([s1, s2, s3], [l1, l2, l3], n, self.with_bias)?,
+            _ => candle_core::bail!("linear: f32 or f64 only"),
+        };
+        let k = l2.shape().dims()[1];
+        let len = l1.shape().elem_count() + n * k + if self.with_bias { n } else { 0 };
+        Ok((out, Shape::from(len)))
+    }
+}

@@ -1,0 +1,88 @@
+//! Fused LayerNorm + adaLN modulate against the composition: values and the
+//! gradients of x, shift and scale, f32 and f64, odd widths and lengths, and
+//! rows with a large mean (where one-pass variance would lose digits).
+
+use candle_core::{DType, Device, Tensor, Var};
+use dit::ops::{layer_norm_modulate, layer_norm_modulate_reference};
+
+fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    let num = (&a - &b)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    let den = b
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    (num / den).sqrt()
+}
+
+/// Worst rel-L2 over the output and the three gradients.
+fn compare(n: usize, t: usize, d: usize, offset: f64, dtype: DType) -> f64 {
+    let dev = Device::Cpu;
+    let rnd = |shape: &[usize], s: f64| {
+        Tensor::randn(0f64, s, shape, &dev)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
+    };
+    let x = (rnd(&[n, t, d], 2.0) + offset).unwrap();
+    let (shift, scale, r) = (rnd(&[n, d], 1.0), rnd(&[n, d], 1.0), rnd(&[n, t, d], 1.0));
+    let run = |f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> Tensor| {
+        let vs = [&x, &shift, &scale].map(|t| Var::from_tensor(t).unwrap());
+        let y = f(vs[0].as_tensor(), vs[1].as_tensor(), vs[2].as_tensor());
+        let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let grads: Vec<Tensor> = vs
+            .iter()
+            .map(|v| g.get(v.as_tensor()).unwrap().clone())
+            .collect();
+        (y, grads)
+    };
+    let (y1, g1) = run(&|x, a, b| layer_norm_modulate(x, a, b, 1e-6).unwrap());
+    let (y2, g2) = run(&|x, a, b| layer_norm_modulate_reference(x, a, b, 1e-6).unwrap());
+    let mut worst = rel_l2(&y1, &y2);
+    for (a, b) in g1.iter().zip(&g2) {
+        worst = worst.max(rel_l2(a, b));
+    }
+    worst
+}
+
+#[test]
+fn f32_matches_the_composition() {
+    for &(n, t, d, off) in &[
+        (3, 7, 13, 0.0),
+        (2, 65, 33, 0.0),
+        (1, 1, 5, 0.0),
+        (2, 9, 384, 30.0),
+    ] {
+        let e = compare(n, t, d, off, DType::F32);
+        eprintln!("f32 ({n}, {t}, {d}) offset {off}: {e:.2e}");
+        assert!(e < 2e-5, "rel-L2 {e:e} at ({n}, {t}, {d}), offset {off}");
+    }
+}
+
+#[test]
+fn f64_matches_the_composition() {
+    for &(n, t, d) in &[(3, 7, 13), (2, 17, 64)] {
+        let e = compare(n, t, d, 1.0, DType::F64);
+        eprintln!("f64 ({n}, {t}, {d}): {e:.2e}");
+        assert!(e < 1e-12, "rel-L2 {e:e} at ({n}, {t}, {d})");
+    }
+}
+
+#[test]
+fn rejects_mismatched_modulation() {
+    let dev = Device::Cpu;
+    let x = Tensor::zeros((2, 3, 4), DType::F32, &dev).unwrap();
+    let m = Tensor::zeros((2, 5), DType::F32, &dev).unwrap();
+    assert!(layer_norm_modulate(&x, &m, &m, 1e-6).is_err());
+}

@@ -1,0 +1,102 @@
+//! The fused linear layer against candle's matmul + broadcast add: values
+//! and the gradients of x, W and b, with and without bias, f32 and f64,
+//! odd sizes and 2-D/3-D inputs.
+
+use candle_core::{DType, Device, Tensor, Var};
+use dit::ops::{linear, linear_reference};
+
+fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
+    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    let num = (&a - &b)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    let den = b
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    (num / den).sqrt()
+}
+
+fn compare(x_shape: &[usize], n_out: usize, with_bias: bool, dtype: DType) -> f64 {
+    let dev = Device::Cpu;
+    let k = *x_shape.last().unwrap();
+    let rnd = |shape: &[usize]| {
+        Tensor::randn(0f64, 1.0, shape, &dev)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
+    };
+    let inputs = [rnd(x_shape), rnd(&[n_out, k]), rnd(&[n_out])];
+    let mut out_shape = x_shape.to_vec();
+    *out_shape.last_mut().unwrap() = n_out;
+    let r = rnd(&out_shape);
+    let run = |f: &dyn Fn(&Tensor, &Tensor, Option<&Tensor>) -> Tensor| {
+        let vs: Vec<Var> = inputs
+            .iter()
+            .map(|t| Var::from_tensor(t).unwrap())
+            .collect();
+        let b = with_bias.then(|| vs[2].as_tensor());
+        let y = f(vs[0].as_tensor(), vs[1].as_tensor(), b);
+        let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let used = if with_bias { 3 } else { 2 };
+        let grads: Vec<Tensor> = vs[..used]
+            .iter()
+            .map(|v| g.get(v.as_tensor()).unwrap().clone())
+            .collect();
+        (y, grads)
+    };
+    let (y1, g1) = run(&|x, w, b| linear(x, w, b).unwrap());
+    let (y2, g2) = run(&|x, w, b| linear_reference(x, w, b).unwrap());
+    let mut worst = rel_l2(&y1, &y2);
+    for (a, b) in g1.iter().zip(&g2) {
+        worst = worst.max(rel_l2(a, b));
+    }
+    worst
+}
+
+#[test]
+fn f32_matches_the_composition() {
+    for (shape, n) in [
+        (vec![3, 7, 13], 11),
+        (vec![5, 33], 17),
+        (vec![2, 65, 64], 192),
+        (vec![1, 1], 1),
+    ] {
+        for bias in [true, false] {
+            let e = compare(&shape, n, bias, DType::F32);
+            eprintln!("f32 x {shape:?} -> {n}, bias {bias}: {e:.2e}");
+            assert!(
+                e < 1e-5,
+                "rel-L2 {e:e} for x {shape:?}, {n} outputs, bias {bias}"
+            );
+        }
+    }
+}
+
+#[test]
+fn f64_matches_the_composition() {
+    for bias in [true, false] {
+        let e = compare(&[3, 9, 13], 7, bias, DType::F64);
+        eprintln!("f64 bias {bias}: {e:.2e}");
+        assert!(e < 1e-13, "rel-L2 {e:e}, bias {bias}");
+    }
+}
+
+#[test]
+fn rejects_mismatched_shapes() {
+    let dev = Device::Cpu;
+    let x = Tensor::zeros((2, 3, 4), DType::F32, &dev).unwrap();
+    let w = Tensor::zeros((5, 4), DType::F32, &dev).unwrap();
+    let b = Tensor::zeros(4, DType::F32, &dev).unwrap();
+    assert!(linear(&x, &w, Some(&b)).is_err());
+    assert!(linear(&x, &w.t().unwrap(), None).is_err());
+}
