@@ -45,7 +45,7 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
 
     /// A preset (DiT-S/4, DiT-B/2 …) for the transformer's shape; the default
-    /// is a small model sized for a CPU: depth 6, hidden 256, 4 heads, patch 4.
+    /// is a small model sized for a CPU: depth 6, hidden 192, 3 heads, patch 4.
     #[arg(long)]
     pub model: Option<String>,
     #[arg(long)]
@@ -58,9 +58,9 @@ pub struct TrainArgs {
     pub patch_size: Option<usize>,
 
     /// Total optimisation steps.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 2200)]
     pub steps: u64,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// AdamW learning rate (DiT uses 1e-4 at batch 256; small runs like more).
     #[arg(long, default_value_t = 3e-4)]
@@ -217,9 +217,9 @@ fn model_config(args: &TrainArgs, data: &dyn Dataset) -> Result<DitConfig> {
             input_size: h,
             patch_size: 4,
             in_channels: c,
-            hidden_size: 256,
+            hidden_size: 192,
             depth: 6,
-            num_heads: 4,
+            num_heads: 3,
             mlp_ratio: 4.0,
             class_dropout_prob: 0.1,
             num_classes: data.num_classes(),
