@@ -68,6 +68,11 @@ pub struct SampleArgs {
     /// DDIM's η (0: deterministic).
     #[arg(long, default_value_t = 0.0)]
     pub eta: f64,
+    /// Clip the predicted x̂0 to [−1, 1] at every step: on by default for
+    /// pixel-space models (as ADM's pixel samplers), off for latent models
+    /// (as DiT's official sampler).
+    #[arg(long, value_name = "true|false")]
+    pub clip_denoised: Option<bool>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Number of images (default: one per --class, or 8).
@@ -177,7 +182,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         cfg_scale: args.cfg_scale,
         guidance_channels: args.guidance_channels,
         seed: args.seed,
-        ..Default::default()
+        clip_denoised: args.clip_denoised.unwrap_or(vae.is_none()),
     };
     let job = SampleJob {
         model: &model,

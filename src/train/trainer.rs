@@ -371,6 +371,9 @@ fn write_sample_grid(job: &TrainJob, ema: &Ema, step: u64) -> Result<PathBuf> {
         sampler: crate::diffusion::Sampler::DpmSolverPP2M,
         cfg_scale,
         seed: job.train.seed,
+        // Pixel space: keep x̂0 in the data range, as ADM's pixel samplers do;
+        // early in training the unclipped estimate at large t is far outside it.
+        clip_denoised: true,
         ..Default::default()
     };
     let generator = Generator::new(&model, &job.diffusion, settings)?;
