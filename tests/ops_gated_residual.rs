@@ -4,25 +4,10 @@
 use candle_core::{DType, Device, Tensor, Var};
 use dit::ops::{gated_residual, gated_residual_reference};
 
+mod common;
+
 fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let num = (&a - &b)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
-    let den = b
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
-    (num / den).sqrt()
+    common::errors(a, b).1
 }
 
 fn compare(n: usize, t: usize, d: usize, dtype: DType) -> f64 {

@@ -5,25 +5,10 @@
 use candle_core::{DType, Device, Tensor, Var};
 use dit::ops::{linear, linear_reference};
 
+mod common;
+
 fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let num = (&a - &b)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
-    let den = b
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
-    (num / den).sqrt()
+    common::errors(a, b).1
 }
 
 fn compare(x_shape: &[usize], n_out: usize, with_bias: bool, dtype: DType) -> f64 {
