@@ -12,6 +12,7 @@
 //! in place through strides saves the permute copies of the composition.
 
 use super::float::{contiguous, storage, Float, SharedMut};
+use super::matmul::{Operand, Threads};
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D,
 };
@@ -83,11 +84,12 @@ impl Dims {
     }
 }
 
-/// dst (m×n, row stride dst_rs) = scale·lhs·rhs (+ dst if `accumulate`).
-/// Strides are (row, column) in elements.
+/// dst (m×n, row stride dst_rs) = scale·lhs·rhs (+ dst if `accumulate`) on
+/// the calling thread (each head is already a task of its own). Strides are
+/// (row, column) in elements.
 #[allow(clippy::too_many_arguments)]
 unsafe fn matmul<T: Float>(
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     dst: *mut T,
     dst_rs: usize,
     accumulate: bool,
@@ -97,26 +99,15 @@ unsafe fn matmul<T: Float>(
     (rhs_rs, rhs_cs): (usize, usize),
     scale: T,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
+    super::matmul::matmul(
+        dims,
         dst,
-        1,
-        dst_rs as isize,
+        dst_rs,
         accumulate,
-        lhs,
-        lhs_cs as isize,
-        lhs_rs as isize,
-        rhs,
-        rhs_cs as isize,
-        rhs_rs as isize,
-        T::one(),
+        Operand::new(lhs, lhs_rs, lhs_cs),
+        Operand::new(rhs, rhs_rs, rhs_cs),
         scale,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
+        Threads::One,
     )
 }
 

@@ -4,6 +4,7 @@
 
 use super::float::{contiguous, storage, Float};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 /// GELU-tanh, fused on the CPU for f32/f64; candle's composition elsewhere.
 pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
@@ -20,9 +21,15 @@ pub fn gelu_tanh_reference(x: &Tensor) -> Result<Tensor> {
 
 struct Gelu;
 
+/// Elements per rayon task: large enough to amortise the task, small enough
+/// that an MLP activation (`N·T·4D`) spreads over every thread.
+const CHUNK: usize = 1 << 14;
+
 fn map<T: Float>(x: &[T]) -> Vec<T> {
     let mut y = vec![T::zero(); x.len()];
-    T::gelu_forward(x, &mut y);
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(y, x)| T::gelu_forward(x, y));
     y
 }
 
@@ -50,7 +57,9 @@ struct GeluBackward;
 
 fn grad<T: Float>(x: &[T], dy: &[T]) -> Vec<T> {
     let mut dx = vec![T::zero(); x.len()];
-    T::gelu_backward(x, dy, &mut dx);
+    dx.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+        .for_each(|(dx, (x, dy))| T::gelu_backward(x, dy, dx));
     dx
 }
 

@@ -8,6 +8,7 @@
 //! sums the bias gradient row by row.
 
 use super::float::{contiguous, storage, Float};
+use super::matmul::{matmul, output_buffer, Operand, Threads};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 
 /// `x·Wᵀ + b` (or without `b`); `x`: `(..., K)`, `W`: `(N, K)`, `b`: `(N,)`.
@@ -51,97 +52,88 @@ pub fn linear_reference(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> R
 
 struct Linear;
 
-fn threads() -> gemm::Parallelism {
-    match rayon::current_num_threads() {
-        1 => gemm::Parallelism::None,
-        n => gemm::Parallelism::Rayon(n),
-    }
-}
-
-/// dst (m×n, row-major) = lhs·rhs (+ dst), operands given as (ptr, row stride, col stride).
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm<T: Float>(
-    (m, n, k): (usize, usize, usize),
+/// `dst (m×n, row-major) = lhs·rhs (+ dst)` on rayon's pool.
+unsafe fn product<T: Float>(
+    dims: (usize, usize, usize),
     dst: *mut T,
     accumulate: bool,
-    (lhs, lhs_rs, lhs_cs): (*const T, usize, usize),
-    (rhs, rhs_rs, rhs_cs): (*const T, usize, usize),
+    lhs: Operand<T>,
+    rhs: Operand<T>,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
+    matmul(
+        dims,
         dst,
-        1,
-        n as isize,
+        dims.1,
         accumulate,
         lhs,
-        lhs_cs as isize,
-        lhs_rs as isize,
         rhs,
-        rhs_cs as isize,
-        rhs_rs as isize,
         T::one(),
-        T::one(),
-        false,
-        false,
-        false,
-        threads(),
+        Threads::Pool,
     )
 }
 
 fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, n: usize) -> Vec<T> {
     let k = w.len() / n;
     let m = x.len() / k;
-    let mut y = vec![T::zero(); m * n];
-    if let Some(b) = b {
-        y.chunks_exact_mut(n).for_each(|r| r.copy_from_slice(b));
-    }
-    // SAFETY: sizes were checked by `linear`; all buffers are row-major.
-    unsafe {
-        gemm(
-            (m, n, k),
-            y.as_mut_ptr(),
-            b.is_some(),
-            (x.as_ptr(), k, 1),
-            (w.as_ptr(), 1, k),
-        )
+    let run = |y: *mut T, accumulate| {
+        // SAFETY: sizes were checked by `linear`; all buffers are row-major.
+        unsafe {
+            product(
+                (m, n, k),
+                y,
+                accumulate,
+                Operand::new(x.as_ptr(), k, 1),
+                Operand::new(w.as_ptr(), 1, k),
+            )
+        }
     };
-    y
+    match b {
+        Some(b) => output_buffer(m * n, |y: *mut T| {
+            for r in 0..m {
+                // SAFETY: row r of the m×n buffer; `b` has n elements.
+                unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), y.add(r * n), n) };
+            }
+            run(y, true)
+        }),
+        None => output_buffer(m * n, |y| run(y, false)),
+    }
 }
 
 /// `[dx (M·K) | dW (N·K) | db (N, with bias)]`.
 fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], n: usize, with_bias: bool) -> Vec<T> {
     let k = w.len() / n;
     let m = x.len() / k;
-    let mut out = vec![T::zero(); m * k + n * k + if with_bias { n } else { 0 }];
-    let (dx, rest) = out.split_at_mut(m * k);
-    let (dw, db) = rest.split_at_mut(n * k);
-    // SAFETY: as in `forward`; dyᵀ is read through swapped strides.
-    unsafe {
-        gemm(
-            (m, k, n),
-            dx.as_mut_ptr(),
-            false,
-            (dy.as_ptr(), n, 1),
-            (w.as_ptr(), k, 1),
-        );
-        gemm(
-            (n, k, m),
-            dw.as_mut_ptr(),
-            false,
-            (dy.as_ptr(), 1, n),
-            (x.as_ptr(), k, 1),
-        );
-    }
-    if with_bias {
-        for r in dy.chunks_exact(n) {
-            for (acc, &g) in db.iter_mut().zip(r) {
-                *acc += g;
+    let bias_len = if with_bias { n } else { 0 };
+    output_buffer(m * k + n * k + bias_len, |out| {
+        // SAFETY: as in `forward`; dyᵀ is read through swapped strides. The
+        // two products write the first two parts of `out`, the loop the last.
+        unsafe {
+            product(
+                (m, k, n),
+                out,
+                false,
+                Operand::new(dy.as_ptr(), n, 1),
+                Operand::new(w.as_ptr(), k, 1),
+            );
+            product(
+                (n, k, m),
+                out.add(m * k),
+                false,
+                Operand::new(dy.as_ptr(), 1, n),
+                Operand::new(x.as_ptr(), k, 1),
+            );
+            if with_bias {
+                let db = out.add(m * k + n * k);
+                db.write_bytes(0, n); // all-zero bits are 0.0
+                let db = std::slice::from_raw_parts_mut(db, n);
+                for r in dy.chunks_exact(n) {
+                    for (acc, &g) in db.iter_mut().zip(r) {
+                        *acc += g;
+                    }
+                }
             }
         }
-    }
-    out
+    })
 }
 
 fn out_shape(x: &Layout, w: &Layout) -> Result<Shape> {

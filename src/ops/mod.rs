@@ -14,6 +14,7 @@ pub mod gated_residual;
 pub mod gelu;
 pub mod layer_norm_modulate;
 pub mod linear;
+pub mod matmul;
 pub mod runtime;
 pub mod vmath;
 
