@@ -9,10 +9,11 @@ variational bound with learned-range variance) written here from the
 formulas. Seeds cannot be shared across frameworks, so the two runs see
 different batches, timesteps and noise; the comparison is statistical.
 
-    cargo build --release && python3 scripts/train_dynamics.py [--steps 400]
+    cargo build --release && python3 scripts/train_dynamics.py [--steps 2000 --seeds 0,1]
 """
 import argparse
 import gzip
+import json
 import math
 import os
 import re
@@ -177,6 +178,33 @@ def train_torch(args, cfg, x, labels):
     return losses, model
 
 
+def tail_stats(losses):
+    """Mean of the last 10% of the losses (per step, or per block of 10
+    steps) and its standard error (successive steps see independent
+    batches, timesteps and noise)."""
+    tail = np.asarray(losses[-max(1, len(losses) // 10):], dtype=np.float64)
+    return float(tail.mean()), float(tail.std(ddof=1) / math.sqrt(len(tail))) if len(tail) > 1 else 0.0
+
+
+def train_dit(args, seed, out):
+    cmd = [args.dit, "train", "--depth", "2", "--hidden-size", "128", "--num-heads", "2", "--patch-size", "4",
+           "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+           "--warmup-steps", str(args.warmup), "--grad-clip", str(args.grad_clip), "--seed", str(seed),
+           "--sample-every", "0", "--checkpoint-every", str(args.steps), "--out", out]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    ckpt = re.search(r"checkpoint (\S+\.safetensors)", result.stdout).group(1)
+    # metrics.jsonl holds the mean loss of each block of 10 steps (at these
+    # run lengths), so the last 10% of blocks are the last 10% of steps.
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    assert args.steps % 100 == 0 and [r["step"] for r in rows] == list(range(10, args.steps + 1, 10)), \
+        "use a multiple of 100 steps, at most 20000"
+    losses = [r["loss"] for r in rows]
+    printed = float(re.search(r"final loss ([0-9.]+)", result.stdout).group(1))
+    assert abs(printed - tail_stats(losses)[0]) < 1e-4, (printed, tail_stats(losses))
+    return losses, ckpt
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=400)
@@ -184,42 +212,48 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--grad-clip", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="comma-separated; each side trains once per seed")
     ap.add_argument("--dit", default=os.path.join(ROOT, "target", "release", "dit"))
     args = ap.parse_args()
     torch.set_num_threads(2)
     cfg = dict(input_size=32, patch_size=4, in_channels=1, hidden_size=128, depth=2, num_heads=2,
                mlp_ratio=4.0, class_dropout_prob=0.1, num_classes=10, learn_sigma=True)
     x, labels = load_fashion()
-
-    start = time.time()
-    losses, torch_model = train_torch(args, cfg, x, labels)
-    torch_time = time.time() - start
-    tail = max(1, args.steps // 10)
-    torch_final = float(np.mean(losses[-tail:]))
-
-    with tempfile.TemporaryDirectory() as out:
-        cmd = [args.dit, "train", "--depth", "2", "--hidden-size", "128", "--num-heads", "2", "--patch-size", "4",
-               "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-               "--warmup-steps", str(args.warmup), "--grad-clip", str(args.grad_clip), "--seed", str(args.seed),
-               "--sample-every", "0", "--checkpoint-every", str(args.steps), "--out", os.path.join(out, "run")]
-        start = time.time()
-        result = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        dit_time = time.time() - start
-        ckpt = re.search(r"checkpoint (\S+\.safetensors)", result.stdout).group(1)
-        dit_model = load_dit_checkpoint(ckpt, cfg)
-    dit_final = float(re.search(r"final loss ([0-9.]+)", result.stdout).group(1))
     diffusion = Diffusion()
-    torch_eval = fixed_eval_loss(torch_model, diffusion, x, labels)
-    dit_eval = fixed_eval_loss(dit_model, diffusion, x, labels)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    tail = max(1, args.steps // 10)
     print(f"config: depth 2, hidden 128, 2 heads, patch 4 on 1x32x32 Fashion-MNIST; {args.steps} steps, "
-          f"batch {args.batch_size}, lr {args.lr}, warm-up {args.warmup}, grad clip {args.grad_clip}")
-    print(f"PyTorch: mean loss over the last {tail} steps {torch_final:.4f} ({torch_time:.0f} s)")
-    print(f"dit:     mean loss over the last {tail} steps {dit_final:.4f} ({dit_time:.0f} s)")
-    print(f"relative difference (training-loss tail): {abs(dit_final - torch_final) / torch_final * 100:.1f}%")
-    print(f"fixed evaluation batch (1024 images, t on an even grid, same noise), PyTorch loss function:")
-    print(f"  PyTorch-trained model {torch_eval:.4f}, dit-trained model {dit_eval:.4f}, "
-          f"relative difference {abs(dit_eval - torch_eval) / torch_eval * 100:.1f}%")
+          f"batch {args.batch_size}, lr {args.lr}, warm-up {args.warmup}, grad clip {args.grad_clip}; "
+          f"tail = last {tail} steps; 2 threads each", flush=True)
+    rows = {"PyTorch": [], "dit": []}
+    for seed in seeds:
+        args.seed = seed
+        start = time.time()
+        losses, model = train_torch(args, cfg, x, labels)
+        rows["PyTorch"].append((seed, *tail_stats(losses), fixed_eval_loss(model, diffusion, x, labels),
+                                time.time() - start))
+        with tempfile.TemporaryDirectory() as out:
+            start = time.time()
+            losses, ckpt = train_dit(args, seed, os.path.join(out, "run"))
+            elapsed = time.time() - start
+            model = load_dit_checkpoint(ckpt, cfg)
+        rows["dit"].append((seed, *tail_stats(losses), fixed_eval_loss(model, diffusion, x, labels), elapsed))
+        for side in rows:
+            s, mean, se, ev, secs = rows[side][-1]
+            print(f"  seed {s} {side:8} tail {mean:.4f} ± {se:.4f} (SE), fixed-batch eval {ev:.4f}, {secs:.0f} s",
+                  flush=True)
+    summary = {}
+    for side, r in rows.items():
+        means = np.array([row[1] for row in r])
+        ses = np.array([row[2] for row in r])
+        summary[side] = (means.mean(), math.sqrt((ses ** 2).sum()) / len(r), np.mean([row[3] for row in r]))
+    (tm, tse, tev), (dm, dse, dev) = summary["PyTorch"], summary["dit"]
+    diff = (dm - tm) / tm * 100
+    diff_se = math.sqrt(tse ** 2 + dse ** 2) / tm * 100
+    print(f"mean over {len(seeds)} seed(s): PyTorch tail {tm:.4f} ± {tse:.4f}, dit tail {dm:.4f} ± {dse:.4f}")
+    print(f"relative difference (training-loss tail): {diff:+.1f}% ± {diff_se:.1f}% (SE)")
+    print(f"fixed evaluation batch (1024 images, t on an even grid, same noise), PyTorch loss function: "
+          f"PyTorch-trained {tev:.4f}, dit-trained {dev:.4f}, relative difference {(dev - tev) / tev * 100:+.1f}%")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@
 //! with heads concatenated, ready for the output projection. Reading q, k, v
 //! in place through strides saves the permute copies of the composition.
 
-use super::float::{contiguous, storage, Float, SharedMut};
+use super::float::{contiguous, run_kernel, storage, CpuKernel, Float, SharedMut};
 use super::matmul::{Operand, Threads};
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D,
@@ -343,26 +343,17 @@ impl CustomOp3 for FlashAttentionBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dims = Dims::new(l1.shape(), self.num_heads)?;
-        let r1 = contiguous(l1, "attention backward")?;
-        let r2 = contiguous(l2, "attention backward")?;
-        let r3 = contiguous(l3, "attention backward")?;
-        fn run<T: Float>(
-            s: [&CpuStorage; 4],
-            r: [(usize, usize); 3],
-            dims: Dims,
-        ) -> Result<CpuStorage> {
-            let qkv = &T::slice(s[0])?[r[0].0..r[0].1];
-            let o = &T::slice(s[1])?[r[1].0..r[1].1];
-            let d_o = &T::slice(s[2])?[r[2].0..r[2].1];
-            Ok(storage(backward(qkv, o, d_o, T::slice(s[3])?, dims)))
-        }
-        let s = [s1, s2, s3, &self.lse];
-        let out = match s1 {
-            CpuStorage::F32(_) => run::<f32>(s, [r1, r2, r3], dims)?,
-            CpuStorage::F64(_) => run::<f64>(s, [r1, r2, r3], dims)?,
-            _ => candle_core::bail!("attention: f32 or f64 only"),
-        };
+        let out = run_kernel(self, [(s1, l1), (s2, l2), (s3, l3)])?;
         Ok((out, l1.shape().clone()))
+    }
+}
+
+impl CpuKernel<3> for FlashAttentionBackward {
+    const NAME: &'static str = "attention backward";
+
+    /// Inputs qkv, the forward's output and its gradient.
+    fn run<T: Float>(&self, [qkv, o, d_o]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
+        let dims = Dims::new(shapes[0], self.num_heads)?;
+        Ok(backward(qkv, o, d_o, T::slice(&self.lse)?, dims))
     }
 }

@@ -2,7 +2,7 @@
 //! f64 for finite-difference gradient checks).
 
 use candle_core::cpu_backend::CpuStorage;
-use candle_core::{Layout, Result, WithDType};
+use candle_core::{Layout, Result, Shape, WithDType};
 
 pub trait Float:
     WithDType
@@ -89,6 +89,37 @@ impl<T> SharedMut<T> {
     /// Through a method so that closures capture the wrapper, not the field.
     pub fn ptr(&self) -> *mut T {
         self.0
+    }
+}
+
+/// A CPU kernel of `N` inputs, written once for both element types.
+pub trait CpuKernel<const N: usize> {
+    /// The op's name, for errors.
+    const NAME: &'static str;
+    /// `inputs[i]`: input i's contiguous elements; `shapes[i]`: its shape.
+    fn run<T: Float>(&self, inputs: [&[T]; N], shapes: [&Shape; N]) -> Result<Vec<T>>;
+}
+
+/// Runs `kernel` over contiguous f32 or f64 inputs of one dtype.
+pub fn run_kernel<const N: usize, K: CpuKernel<N>>(
+    kernel: &K,
+    inputs: [(&CpuStorage, &Layout); N],
+) -> Result<CpuStorage> {
+    fn go<T: Float, const N: usize, K: CpuKernel<N>>(
+        kernel: &K,
+        inputs: [(&CpuStorage, &Layout); N],
+    ) -> Result<CpuStorage> {
+        let mut slices: [&[T]; N] = [&[]; N];
+        for (slice, (s, l)) in slices.iter_mut().zip(inputs) {
+            let (start, end) = contiguous(l, K::NAME)?;
+            *slice = &T::slice(s)?[start..end];
+        }
+        Ok(storage(kernel.run(slices, inputs.map(|(_, l)| l.shape()))?))
+    }
+    match inputs.first() {
+        Some((CpuStorage::F32(_), _)) => go::<f32, N, K>(kernel, inputs),
+        Some((CpuStorage::F64(_), _)) => go::<f64, N, K>(kernel, inputs),
+        _ => candle_core::bail!("{}: f32 or f64 only", K::NAME),
     }
 }
 

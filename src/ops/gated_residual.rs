@@ -2,7 +2,7 @@
 //! (a linear map without its bias), the bias `b` `(D,)` and the per-sample
 //! gate `(N, D)` folded into one pass over `(N, T, D)`.
 
-use super::float::{contiguous, storage, Float};
+use super::float::{run_kernel, CpuKernel, Float};
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -109,27 +109,7 @@ impl CustomOp3 for GatedResidual {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dm = l1.shape().dims3()?;
-        let (r1, r2, r3) = (
-            contiguous(l1, "gr")?,
-            contiguous(l2, "gr")?,
-            contiguous(l3, "gr")?,
-        );
-        fn run<T: Float>(
-            s: [&CpuStorage; 3],
-            r: [(usize, usize); 3],
-            dm: (usize, usize, usize),
-        ) -> Result<CpuStorage> {
-            let x = &T::slice(s[0])?[r[0].0..r[0].1];
-            let h = &T::slice(s[1])?[r[1].0..r[1].1];
-            let gb = &T::slice(s[2])?[r[2].0..r[2].1];
-            Ok(storage(forward(x, h, gb, dm)))
-        }
-        let out = match s1 {
-            CpuStorage::F32(_) => run::<f32>([s1, s2, s3], [r1, r2, r3], dm)?,
-            CpuStorage::F64(_) => run::<f64>([s1, s2, s3], [r1, r2, r3], dm)?,
-            _ => candle_core::bail!("gated_residual: f32 or f64 only"),
-        };
+        let out = run_kernel(self, [(s1, l1), (s2, l2), (s3, l3)])?;
         Ok((out, l1.shape().clone()))
     }
 
@@ -154,6 +134,23 @@ impl CustomOp3 for GatedResidual {
 
 struct GatedResidualBackward;
 
+impl CpuKernel<3> for GatedResidual {
+    const NAME: &'static str = "gated_residual";
+
+    fn run<T: Float>(&self, [x, h, gate_bias]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
+        Ok(forward(x, h, gate_bias, shapes[0].dims3()?))
+    }
+}
+
+impl CpuKernel<3> for GatedResidualBackward {
+    const NAME: &'static str = "gated_residual backward";
+
+    /// Inputs `h`, gate and bias, `dy`.
+    fn run<T: Float>(&self, [h, gate_bias, dy]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
+        Ok(backward(h, gate_bias, dy, shapes[0].dims3()?))
+    }
+}
+
 impl CustomOp3 for GatedResidualBackward {
     fn name(&self) -> &'static str {
         "gated-residual-backward"
@@ -168,28 +165,8 @@ impl CustomOp3 for GatedResidualBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dm = l1.shape().dims3()?;
-        let (r1, r2, r3) = (
-            contiguous(l1, "gr")?,
-            contiguous(l2, "gr")?,
-            contiguous(l3, "gr")?,
-        );
-        fn run<T: Float>(
-            s: [&CpuStorage; 3],
-            r: [(usize, usize); 3],
-            dm: (usize, usize, usize),
-        ) -> Result<CpuStorage> {
-            let h = &T::slice(s[0])?[r[0].0..r[0].1];
-            let gb = &T::slice(s[1])?[r[1].0..r[1].1];
-            let dy = &T::slice(s[2])?[r[2].0..r[2].1];
-            Ok(storage(backward(h, gb, dy, dm)))
-        }
-        let out = match s1 {
-            CpuStorage::F32(_) => run::<f32>([s1, s2, s3], [r1, r2, r3], dm)?,
-            CpuStorage::F64(_) => run::<f64>([s1, s2, s3], [r1, r2, r3], dm)?,
-            _ => candle_core::bail!("gated_residual: f32 or f64 only"),
-        };
-        let (n, t, d) = dm;
+        let out = run_kernel(self, [(s1, l1), (s2, l2), (s3, l3)])?;
+        let (n, t, d) = l1.shape().dims3()?;
         Ok((out, Shape::from(n * t * d + (n + 1) * d)))
     }
 }

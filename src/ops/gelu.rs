@@ -2,7 +2,7 @@
 //! u = √(2/π)(x + 0.044715x³) (the same function, since ½(1 + tanh u) = σ(2u)),
 //! evaluated with the vectorised exp; the backward is its exact derivative.
 
-use super::float::{contiguous, storage, Float};
+use super::float::{run_kernel, CpuKernel, Float};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -25,12 +25,16 @@ struct Gelu;
 /// that an MLP activation (`N·T·4D`) spreads over every thread.
 const CHUNK: usize = 1 << 14;
 
-fn map<T: Float>(x: &[T]) -> Vec<T> {
-    let mut y = vec![T::zero(); x.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| T::gelu_forward(x, y));
-    y
+impl CpuKernel<1> for Gelu {
+    const NAME: &'static str = "gelu";
+
+    fn run<T: Float>(&self, [x]: [&[T]; 1], _: [&Shape; 1]) -> Result<Vec<T>> {
+        let mut y = vec![T::zero(); x.len()];
+        y.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(y, x)| T::gelu_forward(x, y));
+        Ok(y)
+    }
 }
 
 impl CustomOp1 for Gelu {
@@ -39,13 +43,7 @@ impl CustomOp1 for Gelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (a, b) = contiguous(l, "gelu")?;
-        let out = match s {
-            CpuStorage::F32(x) => storage(map(&x[a..b])),
-            CpuStorage::F64(x) => storage(map(&x[a..b])),
-            _ => candle_core::bail!("gelu: f32 or f64 only"),
-        };
-        Ok((out, l.shape().clone()))
+        Ok((run_kernel(self, [(s, l)])?, l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
@@ -55,12 +53,16 @@ impl CustomOp1 for Gelu {
 
 struct GeluBackward;
 
-fn grad<T: Float>(x: &[T], dy: &[T]) -> Vec<T> {
-    let mut dx = vec![T::zero(); x.len()];
-    dx.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-        .for_each(|(dx, (x, dy))| T::gelu_backward(x, dy, dx));
-    dx
+impl CpuKernel<2> for GeluBackward {
+    const NAME: &'static str = "gelu backward";
+
+    fn run<T: Float>(&self, [x, dy]: [&[T]; 2], _: [&Shape; 2]) -> Result<Vec<T>> {
+        let mut dx = vec![T::zero(); x.len()];
+        dx.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+            .for_each(|(dx, (x, dy))| T::gelu_backward(x, dy, dx));
+        Ok(dx)
+    }
 }
 
 impl CustomOp2 for GeluBackward {
@@ -75,13 +77,6 @@ impl CustomOp2 for GeluBackward {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (a, b) = contiguous(l1, "gelu backward")?;
-        let (c, d) = contiguous(l2, "gelu backward")?;
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(dy)) => storage(grad(&x[a..b], &dy[c..d])),
-            (CpuStorage::F64(x), CpuStorage::F64(dy)) => storage(grad(&x[a..b], &dy[c..d])),
-            _ => candle_core::bail!("gelu backward: f32 or f64, same dtypes"),
-        };
-        Ok((out, l1.shape().clone()))
+        Ok((run_kernel(self, [(s1, l1), (s2, l2)])?, l1.shape().clone()))
     }
 }

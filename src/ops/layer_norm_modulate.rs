@@ -3,7 +3,7 @@
 //! `(N, T, D)` tokens, in one pass per token row; the backward recomputes
 //! the row statistics instead of storing them.
 
-use super::float::{contiguous, storage, Float};
+use super::float::{run_kernel, CpuKernel, Float};
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
@@ -125,10 +125,6 @@ fn backward<T: Float>(
     out
 }
 
-fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
-    l.shape().dims3()
-}
-
 impl CustomOp3 for LayerNormModulate {
     fn name(&self) -> &'static str {
         "layer-norm-modulate"
@@ -143,28 +139,7 @@ impl CustomOp3 for LayerNormModulate {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dm = dims(l1)?;
-        let (r1, r2, r3) = (
-            contiguous(l1, "ln")?,
-            contiguous(l2, "ln")?,
-            contiguous(l3, "ln")?,
-        );
-        fn run<T: Float>(
-            s: [&CpuStorage; 3],
-            r: [(usize, usize); 3],
-            dm: (usize, usize, usize),
-            eps: f64,
-        ) -> Result<CpuStorage> {
-            let x = &T::slice(s[0])?[r[0].0..r[0].1];
-            let sh = &T::slice(s[1])?[r[1].0..r[1].1];
-            let sc = &T::slice(s[2])?[r[2].0..r[2].1];
-            Ok(storage(forward(x, sh, sc, dm, eps)))
-        }
-        let out = match s1 {
-            CpuStorage::F32(_) => run::<f32>([s1, s2, s3], [r1, r2, r3], dm, self.eps)?,
-            CpuStorage::F64(_) => run::<f64>([s1, s2, s3], [r1, r2, r3], dm, self.eps)?,
-            _ => candle_core::bail!("layer_norm_modulate: f32 or f64 only"),
-        };
+        let out = run_kernel(self, [(s1, l1), (s2, l2), (s3, l3)])?;
         Ok((out, l1.shape().clone()))
     }
 
@@ -209,29 +184,24 @@ impl CustomOp3 for LayerNormModulateBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dm = dims(l1)?;
-        let (r1, r2, r3) = (
-            contiguous(l1, "ln")?,
-            contiguous(l2, "ln")?,
-            contiguous(l3, "ln")?,
-        );
-        fn run<T: Float>(
-            s: [&CpuStorage; 3],
-            r: [(usize, usize); 3],
-            dm: (usize, usize, usize),
-            eps: f64,
-        ) -> Result<CpuStorage> {
-            let x = &T::slice(s[0])?[r[0].0..r[0].1];
-            let sc = &T::slice(s[1])?[r[1].0..r[1].1];
-            let dy = &T::slice(s[2])?[r[2].0..r[2].1];
-            Ok(storage(backward(x, sc, dy, dm, eps)))
-        }
-        let out = match s1 {
-            CpuStorage::F32(_) => run::<f32>([s1, s2, s3], [r1, r2, r3], dm, self.eps)?,
-            CpuStorage::F64(_) => run::<f64>([s1, s2, s3], [r1, r2, r3], dm, self.eps)?,
-            _ => candle_core::bail!("layer_norm_modulate: f32 or f64 only"),
-        };
-        let (n, t, d) = dm;
+        let out = run_kernel(self, [(s1, l1), (s2, l2), (s3, l3)])?;
+        let (n, t, d) = l1.shape().dims3()?;
         Ok((out, Shape::from(n * t * d + 2 * n * d)))
+    }
+}
+
+impl CpuKernel<3> for LayerNormModulate {
+    const NAME: &'static str = "layer_norm_modulate";
+
+    fn run<T: Float>(&self, [x, shift, scale]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
+        Ok(forward(x, shift, scale, shapes[0].dims3()?, self.eps))
+    }
+}
+
+impl CpuKernel<3> for LayerNormModulateBackward {
+    const NAME: &'static str = "layer_norm_modulate backward";
+
+    fn run<T: Float>(&self, [x, scale, dy]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
+        Ok(backward(x, scale, dy, shapes[0].dims3()?, self.eps))
     }
 }

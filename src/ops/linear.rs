@@ -7,7 +7,7 @@
 //! row-major layout (gemm takes the transposed operand through strides) and
 //! sums the bias gradient row by row.
 
-use super::float::{contiguous, storage, Float};
+use super::float::{run_kernel, CpuKernel, Float};
 use super::matmul::{matmul, output_buffer, Operand, Threads};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 
@@ -142,40 +142,20 @@ fn out_shape(x: &Layout, w: &Layout) -> Result<Shape> {
     Ok(Shape::from(dims))
 }
 
-fn run_forward(
-    x: (&CpuStorage, &Layout),
-    w: (&CpuStorage, &Layout),
-    b: Option<(&CpuStorage, &Layout)>,
-) -> Result<(CpuStorage, Shape)> {
-    let n = w.1.shape().dims()[0];
-    fn go<T: Float>(
-        x: (&CpuStorage, &Layout),
-        w: (&CpuStorage, &Layout),
-        b: Option<(&CpuStorage, &Layout)>,
-        n: usize,
-    ) -> Result<CpuStorage> {
-        let (x0, x1) = contiguous(x.1, "linear")?;
-        let (w0, w1) = contiguous(w.1, "linear")?;
-        let bias = match b {
-            Some((s, l)) => {
-                let (b0, b1) = contiguous(l, "linear")?;
-                Some(&T::slice(s)?[b0..b1])
-            }
-            None => None,
-        };
-        Ok(storage(forward(
-            &T::slice(x.0)?[x0..x1],
-            &T::slice(w.0)?[w0..w1],
-            bias,
-            n,
-        )))
+impl CpuKernel<3> for Linear {
+    const NAME: &'static str = "linear";
+
+    fn run<T: Float>(&self, [x, w, b]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
+        Ok(forward(x, w, Some(b), shapes[1].dims()[0]))
     }
-    let out = match x.0 {
-        CpuStorage::F32(_) => go::<f32>(x, w, b, n)?,
-        CpuStorage::F64(_) => go::<f64>(x, w, b, n)?,
-        _ => candle_core::bail!("linear: f32 or f64 only"),
-    };
-    Ok((out, out_shape(x.1, w.1)?))
+}
+
+impl CpuKernel<2> for Linear {
+    const NAME: &'static str = "linear";
+
+    fn run<T: Float>(&self, [x, w]: [&[T]; 2], shapes: [&Shape; 2]) -> Result<Vec<T>> {
+        Ok(forward(x, w, None, shapes[1].dims()[0]))
+    }
 }
 
 /// Packed gradients → (dx, dW, db) as contiguous views.
@@ -210,7 +190,8 @@ impl CustomOp3 for Linear {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        run_forward((s1, l1), (s2, l2), Some((s3, l3)))
+        let out = run_kernel(self, [(s1, l1), (s2, l2), (s3, l3)])?;
+        Ok((out, out_shape(l1, l2)?))
     }
 
     #[allow(clippy::type_complexity)]
@@ -241,7 +222,8 @@ impl CustomOp2 for Linear {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        run_forward((s1, l1), (s2, l2), None)
+        let out = run_kernel(self, [(s1, l1), (s2, l2)])?;
+        Ok((out, out_shape(l1, l2)?))
     }
 
     fn bwd(
@@ -276,29 +258,17 @@ impl CustomOp3 for LinearBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let n = l2.shape().dims()[0];
-        fn go<T: Float>(
-            s: [&CpuStorage; 3],
-            l: [&Layout; 3],
-            n: usize,
-            with_bias: bool,
-        ) -> Result<CpuStorage> {
-            let r: Vec<(usize, usize)> = l
-                .iter()
-                .map(|l| contiguous(l, "linear backward"))
-                .collect::<Result<_>>()?;
-            let x = &T::slice(s[0])?[r[0].0..r[0].1];
-            let w = &T::slice(s[1])?[r[1].0..r[1].1];
-            let dy = &T::slice(s[2])?[r[2].0..r[2].1];
-            Ok(storage(backward(x, w, dy, n, with_bias)))
-        }
-        let out = match s1 {
-            CpuStorage::F32(_) => go::<f32>([s1, s2, s3], [l1, l2, l3], n, self.with_bias)?,
-            CpuStorage::F64(_) => go::<f64>([s1, s2, s3], [l1, l2, l3], n, self.with_bias)?,
-            _ => candle_core::bail!("linear: f32 or f64 only"),
-        };
-        let k = l2.shape().dims()[1];
+        let out = run_kernel(self, [(s1, l1), (s2, l2), (s3, l3)])?;
+        let (n, k) = l2.shape().dims2()?;
         let len = l1.shape().elem_count() + n * k + if self.with_bias { n } else { 0 };
         Ok((out, Shape::from(len)))
+    }
+}
+
+impl CpuKernel<3> for LinearBackward {
+    const NAME: &'static str = "linear backward";
+
+    fn run<T: Float>(&self, [x, w, dy]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
+        Ok(backward(x, w, dy, shapes[1].dims()[0], self.with_bias))
     }
 }
