@@ -118,7 +118,7 @@ fn tiles(m: usize, n: usize, p: usize) -> (usize, usize) {
         return (1, 1);
     }
     let mut cols = p;
-    while cols > 1 && (p % cols != 0 || n / cols < MIN_TILE) {
+    while cols > 1 && (!p.is_multiple_of(cols) || n / cols < MIN_TILE) {
         cols -= 1;
     }
     let rows = (p / cols).min((m / MIN_TILE).max(1));
