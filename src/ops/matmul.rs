@@ -80,32 +80,48 @@ pub unsafe fn matmul<T: Float>(
         Threads::One => 1,
         Threads::Pool => rayon::current_num_threads(),
     };
+    let dst = SharedMut(dst);
+    // One single-threaded gemm over the `rows × cols` block at (r0, c0).
+    let tile_product = |r0: usize, c0: usize, rows: usize, cols: usize| {
+        let (lhs, rhs) = (lhs.offset(r0, 0), rhs.offset(0, c0));
+        // SAFETY: the block lies inside `dst` (caller's contract), blocks of
+        // different tasks are disjoint, and operands are only read.
+        unsafe {
+            gemm::gemm(
+                rows,
+                cols,
+                k,
+                dst.ptr().add(r0 * dst_rs + c0),
+                1,
+                dst_rs as isize,
+                accumulate,
+                lhs.ptr,
+                lhs.col_stride as isize,
+                lhs.row_stride as isize,
+                rhs.ptr,
+                rhs.col_stride as isize,
+                rhs.row_stride as isize,
+                T::one(),
+                scale,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
+        }
+    };
     let (row_tiles, col_tiles) = tiles(m, n, p);
     if row_tiles * col_tiles == 1 {
-        return gemm_single((m, n, k), dst, dst_rs, accumulate, lhs, rhs, scale);
+        return tile_product(0, 0, m, n);
     }
     let (tile_m, tile_n) = (
         m.div_ceil(row_tiles),
         n.div_ceil(col_tiles).next_multiple_of(16),
     );
-    let dst = SharedMut(dst);
     (0..row_tiles * col_tiles).into_par_iter().for_each(|tile| {
         let (r0, c0) = ((tile / col_tiles) * tile_m, (tile % col_tiles) * tile_n);
-        if r0 >= m || c0 >= n {
-            return;
-        }
-        let (rows, cols) = (tile_m.min(m - r0), tile_n.min(n - c0));
-        // SAFETY: tiles are disjoint blocks of `dst`; operands are read only.
-        unsafe {
-            gemm_single(
-                (rows, cols, k),
-                dst.ptr().add(r0 * dst_rs + c0),
-                dst_rs,
-                accumulate,
-                lhs.offset(r0, 0),
-                rhs.offset(0, c0),
-                scale,
-            )
+        if r0 < m && c0 < n {
+            tile_product(r0, c0, tile_m.min(m - r0), tile_n.min(n - c0));
         }
     });
 }
@@ -123,39 +139,6 @@ fn tiles(m: usize, n: usize, p: usize) -> (usize, usize) {
     }
     let rows = (p / cols).min((m / MIN_TILE).max(1));
     (rows, cols)
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_single<T: Float>(
-    (m, n, k): (usize, usize, usize),
-    dst: *mut T,
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: Operand<T>,
-    rhs: Operand<T>,
-    scale: T,
-) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_rs as isize,
-        accumulate,
-        lhs.ptr,
-        lhs.col_stride as isize,
-        lhs.row_stride as isize,
-        rhs.ptr,
-        rhs.col_stride as isize,
-        rhs.row_stride as isize,
-        T::one(),
-        scale,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
-    )
 }
 
 /// A buffer of `len` elements for a kernel that writes every one of them
