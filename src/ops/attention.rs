@@ -11,7 +11,7 @@
 //! with heads concatenated, ready for the output projection. Reading q, k, v
 //! in place through strides saves the permute copies of the composition.
 
-use super::float::{contiguous, run_kernel, storage, CpuKernel, Float, SharedMut};
+use super::float::{contiguous, cpu_forward_is_kernel, storage, CpuKernel, Float, SharedMut};
 use super::matmul::{Operand, Threads};
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D,
@@ -334,18 +334,7 @@ impl CustomOp3 for FlashAttentionBackward {
         "flash-attention-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = run_kernel(self, [(s1, l1), (s2, l2), (s3, l3)])?;
-        Ok((out, l1.shape().clone()))
-    }
+    cpu_forward_is_kernel!(s1 l1, s2 l2, s3 l3);
 }
 
 impl CpuKernel<3> for FlashAttentionBackward {

@@ -98,13 +98,18 @@ pub trait CpuKernel<const N: usize> {
     const NAME: &'static str;
     /// `inputs[i]`: input i's contiguous elements; `shapes[i]`: its shape.
     fn run<T: Float>(&self, inputs: [&[T]; N], shapes: [&Shape; N]) -> Result<Vec<T>>;
+    /// The output's shape; by default the first input's.
+    fn out_shape(&self, shapes: [&Shape; N]) -> Result<Shape> {
+        Ok(shapes[0].clone())
+    }
 }
 
-/// Runs `kernel` over contiguous f32 or f64 inputs of one dtype.
+/// Runs `kernel` over contiguous f32 or f64 inputs of one dtype: the output
+/// and its shape, as a custom op's `cpu_fwd` returns them.
 pub fn run_kernel<const N: usize, K: CpuKernel<N>>(
     kernel: &K,
     inputs: [(&CpuStorage, &Layout); N],
-) -> Result<CpuStorage> {
+) -> Result<(CpuStorage, Shape)> {
     fn go<T: Float, const N: usize, K: CpuKernel<N>>(
         kernel: &K,
         inputs: [(&CpuStorage, &Layout); N],
@@ -116,12 +121,28 @@ pub fn run_kernel<const N: usize, K: CpuKernel<N>>(
         }
         Ok(storage(kernel.run(slices, inputs.map(|(_, l)| l.shape()))?))
     }
-    match inputs.first() {
-        Some((CpuStorage::F32(_), _)) => go::<f32, N, K>(kernel, inputs),
-        Some((CpuStorage::F64(_), _)) => go::<f64, N, K>(kernel, inputs),
+    let out = match inputs.first() {
+        Some((CpuStorage::F32(_), _)) => go::<f32, N, K>(kernel, inputs)?,
+        Some((CpuStorage::F64(_), _)) => go::<f64, N, K>(kernel, inputs)?,
         _ => candle_core::bail!("{}: f32 or f64 only", K::NAME),
-    }
+    };
+    Ok((out, kernel.out_shape(inputs.map(|(_, l)| l.shape()))?))
 }
+
+/// The `cpu_fwd` method of a candle custom op whose CPU forward is its own
+/// [`CpuKernel`] impl, given the argument names:
+/// `cpu_forward_is_kernel!(s1 l1, s2 l2, s3 l3);`.
+macro_rules! cpu_forward_is_kernel {
+    ($($storage:ident $layout:ident),+) => {
+        fn cpu_fwd(
+            &self,
+            $($storage: &candle_core::CpuStorage, $layout: &candle_core::Layout),+
+        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            $crate::ops::float::run_kernel(self, [$(($storage, $layout)),+])
+        }
+    };
+}
+pub(crate) use cpu_forward_is_kernel;
 
 /// Wraps a finished buffer as candle storage.
 pub fn storage<T: Float>(v: Vec<T>) -> CpuStorage {

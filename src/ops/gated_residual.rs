@@ -2,8 +2,8 @@
 //! (a linear map without its bias), the bias `b` `(D,)` and the per-sample
 //! gate `(N, D)` folded into one pass over `(N, T, D)`.
 
-use super::float::{run_kernel, CpuKernel, Float};
-use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use super::float::{cpu_forward_is_kernel, CpuKernel, Float};
+use candle_core::{CustomOp3, DType, Device, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// `x + gate·(h + bias)`; `x`, `h`: `(N, T, D)`, `gate`: `(N, D)`, `bias`: `(D,)`.
@@ -100,18 +100,7 @@ impl CustomOp3 for GatedResidual {
         "gated-residual"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = run_kernel(self, [(s1, l1), (s2, l2), (s3, l3)])?;
-        Ok((out, l1.shape().clone()))
-    }
+    cpu_forward_is_kernel!(s1 l1, s2 l2, s3 l3);
 
     #[allow(clippy::type_complexity)]
     fn bwd(
@@ -149,6 +138,12 @@ impl CpuKernel<3> for GatedResidualBackward {
     fn run<T: Float>(&self, [h, gate_bias, dy]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
         Ok(backward(h, gate_bias, dy, shapes[0].dims3()?))
     }
+
+    /// `[dh (N·T·D) | dgate (N·D) | dbias (D)]`.
+    fn out_shape(&self, shapes: [&Shape; 3]) -> Result<Shape> {
+        let (n, t, d) = shapes[0].dims3()?;
+        Ok(Shape::from(n * t * d + (n + 1) * d))
+    }
 }
 
 impl CustomOp3 for GatedResidualBackward {
@@ -156,17 +151,5 @@ impl CustomOp3 for GatedResidualBackward {
         "gated-residual-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = run_kernel(self, [(s1, l1), (s2, l2), (s3, l3)])?;
-        let (n, t, d) = l1.shape().dims3()?;
-        Ok((out, Shape::from(n * t * d + (n + 1) * d)))
-    }
+    cpu_forward_is_kernel!(s1 l1, s2 l2, s3 l3);
 }

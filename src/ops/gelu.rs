@@ -2,8 +2,8 @@
 //! u = √(2/π)(x + 0.044715x³) (the same function, since ½(1 + tanh u) = σ(2u)),
 //! evaluated with the vectorised exp; the backward is its exact derivative.
 
-use super::float::{run_kernel, CpuKernel, Float};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor};
+use super::float::{cpu_forward_is_kernel, CpuKernel, Float};
+use candle_core::{CustomOp1, CustomOp2, DType, Device, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// GELU-tanh, fused on the CPU for f32/f64; candle's composition elsewhere.
@@ -42,9 +42,7 @@ impl CustomOp1 for Gelu {
         "gelu-tanh"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((run_kernel(self, [(s, l)])?, l.shape().clone()))
-    }
+    cpu_forward_is_kernel!(s l);
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(x.apply_op2_no_bwd(&dy.contiguous()?, &GeluBackward)?))
@@ -70,13 +68,5 @@ impl CustomOp2 for GeluBackward {
         "gelu-tanh-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        Ok((run_kernel(self, [(s1, l1), (s2, l2)])?, l1.shape().clone()))
-    }
+    cpu_forward_is_kernel!(s1 l1, s2 l2);
 }

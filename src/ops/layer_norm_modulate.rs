@@ -3,8 +3,8 @@
 //! `(N, T, D)` tokens, in one pass per token row; the backward recomputes
 //! the row statistics instead of storing them.
 
-use super::float::{run_kernel, CpuKernel, Float};
-use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D};
+use super::float::{cpu_forward_is_kernel, CpuKernel, Float};
+use candle_core::{CustomOp3, DType, Device, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
 /// `layer_norm(x, eps)·(1 + scale) + shift`; fused on the CPU for f32/f64.
@@ -130,18 +130,7 @@ impl CustomOp3 for LayerNormModulate {
         "layer-norm-modulate"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = run_kernel(self, [(s1, l1), (s2, l2), (s3, l3)])?;
-        Ok((out, l1.shape().clone()))
-    }
+    cpu_forward_is_kernel!(s1 l1, s2 l2, s3 l3);
 
     #[allow(clippy::type_complexity)]
     fn bwd(
@@ -175,19 +164,7 @@ impl CustomOp3 for LayerNormModulateBackward {
         "layer-norm-modulate-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = run_kernel(self, [(s1, l1), (s2, l2), (s3, l3)])?;
-        let (n, t, d) = l1.shape().dims3()?;
-        Ok((out, Shape::from(n * t * d + 2 * n * d)))
-    }
+    cpu_forward_is_kernel!(s1 l1, s2 l2, s3 l3);
 }
 
 impl CpuKernel<3> for LayerNormModulate {
@@ -203,5 +180,11 @@ impl CpuKernel<3> for LayerNormModulateBackward {
 
     fn run<T: Float>(&self, [x, scale, dy]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
         Ok(backward(x, scale, dy, shapes[0].dims3()?, self.eps))
+    }
+
+    /// `[dx (N·T·D) | dshift (N·D) | dscale (N·D)]`.
+    fn out_shape(&self, shapes: [&Shape; 3]) -> Result<Shape> {
+        let (n, t, d) = shapes[0].dims3()?;
+        Ok(Shape::from(n * t * d + 2 * n * d))
     }
 }

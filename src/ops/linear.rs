@@ -7,9 +7,9 @@
 //! row-major layout (gemm takes the transposed operand through strides) and
 //! sums the bias gradient row by row.
 
-use super::float::{run_kernel, CpuKernel, Float};
+use super::float::{cpu_forward_is_kernel, CpuKernel, Float};
 use super::matmul::{matmul, output_buffer, Operand, Threads};
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CustomOp2, CustomOp3, DType, Device, Result, Shape, Tensor};
 
 /// `x·Wᵀ + b` (or without `b`); `x`: `(..., K)`, `W`: `(N, K)`, `b`: `(N,)`.
 /// Fused on the CPU for f32/f64; candle's matmul and broadcast add elsewhere.
@@ -136,9 +136,10 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], n: usize, with_bias: bool) -> 
     })
 }
 
-fn out_shape(x: &Layout, w: &Layout) -> Result<Shape> {
-    let mut dims = x.shape().dims().to_vec();
-    *dims.last_mut().unwrap() = w.shape().dims()[0];
+/// x's shape with the last dim replaced by W's output count.
+fn out_shape(x: &Shape, w: &Shape) -> Result<Shape> {
+    let mut dims = x.dims().to_vec();
+    *dims.last_mut().unwrap() = w.dims()[0];
     Ok(Shape::from(dims))
 }
 
@@ -148,6 +149,10 @@ impl CpuKernel<3> for Linear {
     fn run<T: Float>(&self, [x, w, b]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
         Ok(forward(x, w, Some(b), shapes[1].dims()[0]))
     }
+
+    fn out_shape(&self, [x, w, _]: [&Shape; 3]) -> Result<Shape> {
+        out_shape(x, w)
+    }
 }
 
 impl CpuKernel<2> for Linear {
@@ -155,6 +160,10 @@ impl CpuKernel<2> for Linear {
 
     fn run<T: Float>(&self, [x, w]: [&[T]; 2], shapes: [&Shape; 2]) -> Result<Vec<T>> {
         Ok(forward(x, w, None, shapes[1].dims()[0]))
+    }
+
+    fn out_shape(&self, [x, w]: [&Shape; 2]) -> Result<Shape> {
+        out_shape(x, w)
     }
 }
 
@@ -181,18 +190,7 @@ impl CustomOp3 for Linear {
         "linear"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = run_kernel(self, [(s1, l1), (s2, l2), (s3, l3)])?;
-        Ok((out, out_shape(l1, l2)?))
-    }
+    cpu_forward_is_kernel!(s1 l1, s2 l2, s3 l3);
 
     #[allow(clippy::type_complexity)]
     fn bwd(
@@ -215,16 +213,7 @@ impl CustomOp2 for Linear {
         "linear-no-bias"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = run_kernel(self, [(s1, l1), (s2, l2)])?;
-        Ok((out, out_shape(l1, l2)?))
-    }
+    cpu_forward_is_kernel!(s1 l1, s2 l2);
 
     fn bwd(
         &self,
@@ -249,20 +238,7 @@ impl CustomOp3 for LinearBackward {
         "linear-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = run_kernel(self, [(s1, l1), (s2, l2), (s3, l3)])?;
-        let (n, k) = l2.shape().dims2()?;
-        let len = l1.shape().elem_count() + n * k + if self.with_bias { n } else { 0 };
-        Ok((out, Shape::from(len)))
-    }
+    cpu_forward_is_kernel!(s1 l1, s2 l2, s3 l3);
 }
 
 impl CpuKernel<3> for LinearBackward {
@@ -270,5 +246,13 @@ impl CpuKernel<3> for LinearBackward {
 
     fn run<T: Float>(&self, [x, w, dy]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
         Ok(backward(x, w, dy, shapes[1].dims()[0], self.with_bias))
+    }
+
+    /// `[dx (M·K) | dW (N·K) | db (N, with bias)]`.
+    fn out_shape(&self, [x, w, _]: [&Shape; 3]) -> Result<Shape> {
+        let (n, k) = w.dims2()?;
+        Ok(Shape::from(
+            x.elem_count() + n * k + if self.with_bias { n } else { 0 },
+        ))
     }
 }
