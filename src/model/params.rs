@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Frequencies fed to the timestep MLP.
 pub const TIMESTEP_FREQUENCIES: usize = 256;
@@ -203,18 +203,29 @@ pub fn check_shapes(config: &DitConfig, shapes: &HashMap<String, Vec<usize>>) ->
             Some(_) => {}
         }
     }
-    let mut unexpected: Vec<&str> = shapes
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !specs.iter().any(|s| s.name == *k))
-        .collect();
-    if !unexpected.is_empty() {
-        unexpected.sort_unstable();
-        unexpected.truncate(5);
-        bail!(
-            "unexpected parameter(s), not part of this DiT: {}",
-            unexpected.join(", ")
-        );
+    if let Some(names) = unexpected_names(shapes, specs.iter().map(|s| s.name.as_str())) {
+        bail!("unexpected parameter(s), not part of this DiT: {names}");
     }
     Ok(())
+}
+
+/// The names in a weight file that a parameter table lacks: up to five,
+/// sorted, comma-separated (enough to recognise a foreign or newer file);
+/// `None` when every name is known.
+pub fn unexpected_names<'a, V>(
+    found: &HashMap<String, V>,
+    known: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let known: HashSet<&str> = known.into_iter().collect();
+    let mut unexpected: Vec<&str> = found
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !known.contains(k))
+        .collect();
+    if unexpected.is_empty() {
+        return None;
+    }
+    unexpected.sort_unstable();
+    unexpected.truncate(5);
+    Some(unexpected.join(", "))
 }

@@ -3,6 +3,7 @@
 use super::config::VaeConfig;
 use super::params::param_specs;
 use crate::model::checkpoint::safetensors_file::{read_header, read_tensors};
+use crate::model::params::unexpected_names;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -118,18 +119,8 @@ pub fn check_shapes(
             Some(_) => {}
         }
     }
-    let mut unexpected: Vec<&str> = shapes
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !specs.iter().any(|s| s.name == *k))
-        .collect();
-    if !unexpected.is_empty() {
-        unexpected.sort_unstable();
-        unexpected.truncate(5);
-        bail!(
-            "{source}: unexpected parameter(s), not part of this VAE config: {}",
-            unexpected.join(", ")
-        );
+    if let Some(names) = unexpected_names(shapes, specs.iter().map(|s| s.name.as_str())) {
+        bail!("{source}: unexpected parameter(s), not part of this VAE config: {names}");
     }
     Ok(())
 }
