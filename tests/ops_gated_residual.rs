@@ -1,14 +1,10 @@
 //! Fused `x + gate·(h + b)` against the composition: values and the
 //! gradients of x, h, b and gate, f32 and f64, odd sizes.
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use dit::ops::{gated_residual, gated_residual_reference};
 
 mod common;
-
-fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    common::errors(a, b).1
-}
 
 fn compare(n: usize, t: usize, d: usize, dtype: DType) -> f64 {
     let dev = Device::Cpu;
@@ -20,24 +16,12 @@ fn compare(n: usize, t: usize, d: usize, dtype: DType) -> f64 {
     };
     let inputs = [rnd(&[n, t, d]), rnd(&[n, t, d]), rnd(&[d]), rnd(&[n, d])];
     let r = rnd(&[n, t, d]);
-    let run = |f: &dyn Fn(&[&Tensor]) -> Tensor| {
-        let vs: Vec<Var> = inputs
-            .iter()
-            .map(|t| Var::from_tensor(t).unwrap())
-            .collect();
-        let ts: Vec<&Tensor> = vs.iter().map(|v| v.as_tensor()).collect();
-        let y = f(&ts);
-        let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let grads: Vec<Tensor> = ts.iter().map(|t| g.get(t).unwrap().clone()).collect();
-        (y, grads)
-    };
-    let (y1, g1) = run(&|t| gated_residual(t[0], t[1], t[2], t[3]).unwrap());
-    let (y2, g2) = run(&|t| gated_residual_reference(t[0], t[1], t[2], t[3]).unwrap());
-    let mut worst = rel_l2(&y1, &y2);
-    for (a, b) in g1.iter().zip(&g2) {
-        worst = worst.max(rel_l2(a, b));
-    }
-    worst
+    common::worst_rel_l2_with_grads(
+        &inputs,
+        &r,
+        &|t| gated_residual(t[0], t[1], t[2], t[3]).unwrap(),
+        &|t| gated_residual_reference(t[0], t[1], t[2], t[3]).unwrap(),
+    )
 }
 
 #[test]

@@ -2,14 +2,10 @@
 //! gradients of x, shift and scale, f32 and f64, odd widths and lengths, and
 //! rows with a large mean (where one-pass variance would lose digits).
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use dit::ops::{layer_norm_modulate, layer_norm_modulate_reference};
 
 mod common;
-
-fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    common::errors(a, b).1
-}
 
 /// Worst rel-L2 over the output and the three gradients.
 fn compare(n: usize, t: usize, d: usize, offset: f64, dtype: DType) -> f64 {
@@ -22,23 +18,12 @@ fn compare(n: usize, t: usize, d: usize, offset: f64, dtype: DType) -> f64 {
     };
     let x = (rnd(&[n, t, d], 2.0) + offset).unwrap();
     let (shift, scale, r) = (rnd(&[n, d], 1.0), rnd(&[n, d], 1.0), rnd(&[n, t, d], 1.0));
-    let run = |f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> Tensor| {
-        let vs = [&x, &shift, &scale].map(|t| Var::from_tensor(t).unwrap());
-        let y = f(vs[0].as_tensor(), vs[1].as_tensor(), vs[2].as_tensor());
-        let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let grads: Vec<Tensor> = vs
-            .iter()
-            .map(|v| g.get(v.as_tensor()).unwrap().clone())
-            .collect();
-        (y, grads)
-    };
-    let (y1, g1) = run(&|x, a, b| layer_norm_modulate(x, a, b, 1e-6).unwrap());
-    let (y2, g2) = run(&|x, a, b| layer_norm_modulate_reference(x, a, b, 1e-6).unwrap());
-    let mut worst = rel_l2(&y1, &y2);
-    for (a, b) in g1.iter().zip(&g2) {
-        worst = worst.max(rel_l2(a, b));
-    }
-    worst
+    common::worst_rel_l2_with_grads(
+        &[x, shift, scale],
+        &r,
+        &|t| layer_norm_modulate(t[0], t[1], t[2], 1e-6).unwrap(),
+        &|t| layer_norm_modulate_reference(t[0], t[1], t[2], 1e-6).unwrap(),
+    )
 }
 
 #[test]

@@ -2,14 +2,10 @@
 //! and the gradients of x, W and b, with and without bias, f32 and f64,
 //! odd sizes and 2-D/3-D inputs.
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use dit::ops::{linear, linear_reference};
 
 mod common;
-
-fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    common::errors(a, b).1
-}
 
 fn compare(x_shape: &[usize], n_out: usize, with_bias: bool, dtype: DType) -> f64 {
     let dev = Device::Cpu;
@@ -24,28 +20,14 @@ fn compare(x_shape: &[usize], n_out: usize, with_bias: bool, dtype: DType) -> f6
     let mut out_shape = x_shape.to_vec();
     *out_shape.last_mut().unwrap() = n_out;
     let r = rnd(&out_shape);
-    let run = |f: &dyn Fn(&Tensor, &Tensor, Option<&Tensor>) -> Tensor| {
-        let vs: Vec<Var> = inputs
-            .iter()
-            .map(|t| Var::from_tensor(t).unwrap())
-            .collect();
-        let b = with_bias.then(|| vs[2].as_tensor());
-        let y = f(vs[0].as_tensor(), vs[1].as_tensor(), b);
-        let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let used = if with_bias { 3 } else { 2 };
-        let grads: Vec<Tensor> = vs[..used]
-            .iter()
-            .map(|v| g.get(v.as_tensor()).unwrap().clone())
-            .collect();
-        (y, grads)
-    };
-    let (y1, g1) = run(&|x, w, b| linear(x, w, b).unwrap());
-    let (y2, g2) = run(&|x, w, b| linear_reference(x, w, b).unwrap());
-    let mut worst = rel_l2(&y1, &y2);
-    for (a, b) in g1.iter().zip(&g2) {
-        worst = worst.max(rel_l2(a, b));
-    }
-    worst
+    // Without bias the op sees (and is differentiated for) x and W only.
+    let used = &inputs[..if with_bias { 3 } else { 2 }];
+    common::worst_rel_l2_with_grads(
+        used,
+        &r,
+        &|t| linear(t[0], t[1], t.get(2).copied()).unwrap(),
+        &|t| linear_reference(t[0], t[1], t.get(2).copied()).unwrap(),
+    )
 }
 
 #[test]

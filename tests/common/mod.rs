@@ -2,7 +2,7 @@
 //! loading, and the error measures every parity claim is stated in.
 #![allow(dead_code)]
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use dit::model::params::param_specs;
 use dit::model::DitConfig;
 use std::collections::HashMap;
@@ -102,6 +102,35 @@ pub fn errors(actual: &Tensor, expected: &Tensor) -> (f64, f64) {
         .sqrt();
     let norm: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
     (max, diff / norm)
+}
+
+/// Worst relative L2 between two implementations of one differentiable op,
+/// over its output and the gradient of every input: both run on the same
+/// `inputs` and are back-propagated with the same cotangent `r`.
+pub fn worst_rel_l2_with_grads(
+    inputs: &[Tensor],
+    r: &Tensor,
+    fused: &dyn Fn(&[&Tensor]) -> Tensor,
+    reference: &dyn Fn(&[&Tensor]) -> Tensor,
+) -> f64 {
+    let run = |f: &dyn Fn(&[&Tensor]) -> Tensor| {
+        let vs: Vec<Var> = inputs
+            .iter()
+            .map(|t| Var::from_tensor(t).unwrap())
+            .collect();
+        let ts: Vec<&Tensor> = vs.iter().map(|v| v.as_tensor()).collect();
+        let y = f(&ts);
+        let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+        let grads: Vec<Tensor> = ts.iter().map(|t| g.get(t).unwrap().clone()).collect();
+        (y, grads)
+    };
+    let (y1, g1) = run(fused);
+    let (y2, g2) = run(reference);
+    let mut worst = errors(&y1, &y2).1;
+    for (a, b) in g1.iter().zip(&g2) {
+        worst = worst.max(errors(a, b).1);
+    }
+    worst
 }
 
 /// The f32 parity bar: relative L2 < 1e-5 and max |Δ| < 1e-4.
