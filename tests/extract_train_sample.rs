@@ -1,20 +1,14 @@
 //! The latent-space pipeline end to end through the binary: `dit extract`,
 //! `dit train --latents`, `dit sample --vae`.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+/// Runs `dit`, which must succeed; its output.
 fn dit(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_dit"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "dit {}: {text}", args.join(" "));
+    let (ok, text) = common::run_dit(args);
+    assert!(ok, "dit {}: {text}", args.join(" "));
     text
 }
 
@@ -43,42 +37,33 @@ fn extract_then_train_on_latents_then_sample_through_the_vae() {
     let vae = vae.to_str().unwrap();
     write_folder(&dir.path().join("images"));
 
-    let out = dit(&[
+    let (images, latents) = (s("images"), s("latents"));
+    let extract = [
         "extract",
         "--data",
-        &s("images"),
+        &images,
         "--vae",
         vae,
         "--out",
-        &s("latents"),
+        &latents,
         "--image-size",
         "16",
         "--shard-size",
         "4",
-    ]);
+    ];
+    let out = dit(&extract);
     assert!(
         out.contains("6 images, 2 classes, latents 4×8×8") && out.contains("2 shards written"),
         "{out}"
     );
-    let out = dit(&[
-        "extract",
-        "--data",
-        &s("images"),
-        "--vae",
-        vae,
-        "--out",
-        &s("latents"),
-        "--image-size",
-        "16",
-        "--shard-size",
-        "4",
-    ]);
+    // The same command again: everything is already there.
+    let out = dit(&extract);
     assert!(out.contains("0 shards written, 2 already done"), "{out}");
 
     let out = dit(&[
         "train",
         "--latents",
-        &s("latents"),
+        &latents,
         "--out",
         &s("run"),
         "--depth",

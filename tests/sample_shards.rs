@@ -6,20 +6,8 @@ use candle_core::DType;
 use dit::model::DitConfig;
 use dit::sample::npz::read_npz;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn dit(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dit"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
+use common::run_dit as dit;
 
 fn tiny_config(in_channels: usize) -> DitConfig {
     DitConfig {

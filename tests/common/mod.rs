@@ -104,6 +104,21 @@ pub fn errors(actual: &Tensor, expected: &Tensor) -> (f64, f64) {
     (max, diff / norm)
 }
 
+/// Runs the `dit` binary: whether it succeeded, and its stdout followed by
+/// its stderr.
+pub fn run_dit(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dit"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Worst relative L2 between two implementations of one differentiable op,
 /// over its output and the gradient of every input: both run on the same
 /// `inputs` and are back-propagated with the same cotangent `r`.
