@@ -27,6 +27,9 @@ import torch
 from diffusers import AutoencoderKL
 from safetensors.torch import save_file
 
+# The weight generator the Rust tests re-implement (tests/common/mod.rs).
+from model_fixtures import det_uniform
+
 OUT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "vae"))
 
 SD_CONFIG = dict(
@@ -56,26 +59,6 @@ TINY_CONFIG = dict(
 )
 
 OLD_ATTENTION_NAMES = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
-
-
-def fnv1a64(text: str) -> int:
-    h = 0xCBF29CE484222325
-    for b in text.encode():
-        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return h
-
-
-def det_uniform(name: str, n: int) -> np.ndarray:
-    """n values in [-1, 1): splitmix64 of fnv1a64(name) + i·golden, i = 1..n."""
-    with np.errstate(over="ignore"):
-        seed = np.uint64(fnv1a64(name))
-        i = np.arange(1, n + 1, dtype=np.uint64)
-        z = seed + i * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    top24 = (z >> np.uint64(40)).astype(np.float64)
-    return (top24 / float(1 << 23) - 1.0).astype(np.float32)
 
 
 def det_tensor(name, shape, scale=1.0):
