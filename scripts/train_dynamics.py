@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 from model_fixtures import RefDiT  # noqa: E402
+from torch_diffusion import Diffusion  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 
@@ -69,65 +70,6 @@ def paper_init(model):
         nn.init.zeros_(layer.bias)
 
 
-class Diffusion:
-    """Linear schedule, T = 1000, learned-range variance (float64 tables)."""
-
-    def __init__(self, T=1000):
-        b = np.linspace(1e-4, 0.02, T, dtype=np.float64)
-        a = np.cumprod(1 - b)
-        a_prev = np.append(1.0, a[:-1])
-        post_var = b * (1 - a_prev) / (1 - a)
-        f = lambda v: torch.tensor(v, dtype=torch.float32)
-        self.T = T
-        self.sqrt_a, self.sqrt_1ma = f(np.sqrt(a)), f(np.sqrt(1 - a))
-        self.sqrt_recip, self.sqrt_recipm1 = f(np.sqrt(1 / a)), f(np.sqrt(1 / a - 1))
-        self.log_beta = f(np.log(b))
-        self.post_logvar = f(np.log(np.append(post_var[1], post_var[1:])))
-        self.c1 = f(b * np.sqrt(a_prev) / (1 - a))
-        self.c2 = f((1 - a_prev) * np.sqrt(1 - b) / (1 - a))
-
-    @staticmethod
-    def g(table, t):
-        return table[t][:, None, None, None]
-
-    def loss(self, model, x0, t, y):
-        noise = torch.randn_like(x0)
-        g = self.g
-        xt = g(self.sqrt_a, t) * x0 + g(self.sqrt_1ma, t) * noise
-        out = model(xt, t.float(), y)
-        eps, v = out.chunk(2, dim=1)
-        mse = ((noise - eps) ** 2).mean(dim=(1, 2, 3))
-        # Variational bound with the mean detached: gradient only into v.
-        frac = (v + 1) / 2
-        model_logvar = frac * g(self.log_beta, t) + (1 - frac) * g(self.post_logvar, t)
-        pred_x0 = g(self.sqrt_recip, t) * xt - g(self.sqrt_recipm1, t) * eps.detach()
-        model_mean = g(self.c1, t) * pred_x0 + g(self.c2, t) * xt
-        true_mean = g(self.c1, t) * x0 + g(self.c2, t) * xt
-        true_logvar = g(self.post_logvar, t)
-        kl = 0.5 * (-1 + model_logvar - true_logvar + torch.exp(true_logvar - model_logvar)
-                    + (true_mean - model_mean) ** 2 * torch.exp(-model_logvar))
-        kl = kl.mean(dim=(1, 2, 3)) / math.log(2)
-        nll = -discretized_gaussian_loglik(x0, model_mean, 0.5 * model_logvar).mean(dim=(1, 2, 3)) / math.log(2)
-        vb = torch.where(t == 0, nll, kl)
-        return (mse + vb).mean()
-
-
-def approx_std_normal_cdf(x):
-    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
-
-
-def discretized_gaussian_loglik(x, mean, log_scale):
-    centered = x - mean
-    inv = torch.exp(-log_scale)
-    cdf_plus = approx_std_normal_cdf(inv * (centered + 1 / 255))
-    cdf_min = approx_std_normal_cdf(inv * (centered - 1 / 255))
-    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
-    log_1m_cdf_min = torch.log((1 - cdf_min).clamp(min=1e-12))
-    delta = cdf_plus - cdf_min
-    return torch.where(x < -0.999, log_cdf_plus,
-                       torch.where(x > 0.999, log_1m_cdf_min, torch.log(delta.clamp(min=1e-12))))
-
-
 def fixed_eval_loss(model, diffusion, x, labels, n=1024, seed=1234):
     """Loss of a model on one fixed batch: same images, labels, timesteps
     (an even grid over [0, T)) and noise for every model scored."""
@@ -136,7 +78,7 @@ def fixed_eval_loss(model, diffusion, x, labels, n=1024, seed=1234):
     t = torch.arange(n) * diffusion.T // n
     torch.manual_seed(seed)
     with torch.no_grad():
-        return diffusion.loss(model, x[idx], t, labels[idx]).item()
+        return diffusion.loss(model, x[idx], t, labels[idx], torch.randn_like(x[idx])).item()
 
 
 def load_dit_checkpoint(path, cfg):
@@ -169,7 +111,7 @@ def train_torch(args, cfg, x, labels):
         t = torch.randint(0, 1000, (len(idx),))
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup) if args.warmup else args.lr
-        loss = diffusion.loss(model, xb, t, yb)
+        loss = diffusion.loss(model, xb, t, yb, torch.randn_like(xb))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
