@@ -279,6 +279,16 @@ impl Producer {
         }
     }
 
+    /// The start of the epoch after `state`'s, and that epoch's order.
+    fn next_epoch(&self, state: LoaderState) -> (LoaderState, EpochOrder) {
+        let next = LoaderState {
+            epoch: state.epoch + 1,
+            position: 0,
+        };
+        let order = EpochOrder::new(self.dataset.len(), self.config.seed, next.epoch);
+        (next, order)
+    }
+
     fn run(self, start: LoaderState, sender: SyncSender<Result<HostBatch, DataError>>) {
         let len = self.dataset.len();
         let batch = self.config.batch_size;
@@ -313,11 +323,7 @@ impl Producer {
                         return;
                     }
                     // drop_last: discard the partial batch and start the next epoch.
-                    state = LoaderState {
-                        epoch: state.epoch + 1,
-                        position: 0,
-                    };
-                    order = EpochOrder::new(len, self.config.seed, state.epoch);
+                    (state, order) = self.next_epoch(state);
                     whole_epoch = true;
                     batches_in_epoch = 0;
                     host.x.clear();
@@ -357,11 +363,7 @@ impl Producer {
             if len - state.position < batch {
                 // Nothing full is left in this epoch; saving the next epoch's
                 // start keeps `state.epoch` an honest epoch count.
-                state = LoaderState {
-                    epoch: state.epoch + 1,
-                    position: 0,
-                };
-                order = EpochOrder::new(len, self.config.seed, state.epoch);
+                (state, order) = self.next_epoch(state);
                 whole_epoch = true;
                 batches_in_epoch = 0;
             }
