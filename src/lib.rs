@@ -5,12 +5,16 @@
 //! sampled with, [`eval`] the metrics, and [`cli`] the `dit` command line.
 
 pub mod atomic_file;
+pub mod compute;
 pub mod cli;
 pub mod data;
 pub mod diffusion;
+pub mod error;
 pub mod eval;
 pub mod model;
 pub mod ops;
 pub mod sample;
 pub mod train;
 pub mod vae;
+
+pub use error::{Context, Error, Result};
