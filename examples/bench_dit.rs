@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};
 use dit::diffusion::{DiffusionConfig, GaussianDiffusion};
 use dit::model::{Dit, DitConfig};
-use dit::ops::{AdamW, AdamWConfig};
+use dit::train::{AdamW, AdamWConfig};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -129,7 +129,7 @@ fn main() -> Result<()> {
     let mut step = || -> Result<()> {
         if args.train {
             let terms = diffusion.training_losses(
-                |xt, tt| model.forward(xt, tt, &y).map_err(candle_core::Error::wrap),
+                |xt, tt| model.forward(xt, tt, &y),
                 &x,
                 &t_idx,
                 &noise,

@@ -1,7 +1,7 @@
 //! Writing a file so that a crash or a full disk never leaves it half-written:
 //! write a temporary file beside it, flush it to disk, then rename over.
 
-use anyhow::{Context, Result};
+use crate::{Context, Result};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 

@@ -48,9 +48,6 @@ pub enum Error {
     /// A bad argument, configuration, file content or state, described in words.
     #[error("{0}")]
     Msg(String),
-    /// Not yet converted code (transitional, removed when every module uses [`Error`]).
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
     /// What was being done when `inner` happened.
     #[error("{context}: {inner}")]
     Context { context: String, inner: Box<Error> },
@@ -127,5 +124,13 @@ macro_rules! ensure {
         if !$cond {
             $crate::bail!($($arg)*);
         }
+    };
+}
+
+/// An [`Error::Msg`] formatted like `format!`.
+#[macro_export]
+macro_rules! err {
+    ($($arg:tt)*) => {
+        $crate::Error::Msg(format!($($arg)*))
     };
 }

@@ -2,15 +2,16 @@
 //!
 //! The library mirrors the system: [`model`] holds the network and its
 //! checkpoint formats, [`diffusion`] the Gaussian diffusion it is trained and
-//! sampled with, [`eval`] the metrics, and [`cli`] the `dit` command line.
+//! sampled with, [`eval`] the metrics; the `dit` binary (src/main.rs, src/cli/)
+//! is a thin command line over it.
 
 pub mod atomic_file;
 pub mod compute;
-pub mod cli;
 pub mod data;
 pub mod diffusion;
 pub mod error;
 pub mod eval;
+pub mod formats;
 pub mod model;
 pub mod ops;
 pub mod sample;

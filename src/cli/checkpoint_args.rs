@@ -1,7 +1,7 @@
 //! Options shared by every command that reads a DiT checkpoint.
 
-use crate::model::{LoadOptions, WeightSet};
 use clap::Args;
+use dit::model::{LoadOptions, WeightSet};
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct CheckpointArgs {

@@ -1,10 +1,10 @@
 //! `dit convert`: any supported checkpoint → our safetensors.
 
 use super::checkpoint_args::CheckpointArgs;
-use crate::model::{checkpoint, Dit};
 use anyhow::{bail, Result};
 use candle_core::Device;
 use clap::Args;
+use dit::model::{checkpoint, Dit};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]

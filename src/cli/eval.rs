@@ -2,18 +2,18 @@
 //! reference set, plus the two preparation steps (weights conversion and
 //! reference statistics).
 
+use super::compute_args::ComputeArgs;
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-use crate::eval::images::{find_image_array, ImageSet};
-use crate::eval::inception::{conv_layers, import_torchscript, save_safetensors};
-use crate::eval::precision_recall::DEFAULT_K;
-use crate::eval::stats::has_statistics;
-use crate::eval::{
+use dit::eval::images::{find_image_array, ImageSet};
+use dit::eval::inception::{conv_layers, import_torchscript, save_safetensors};
+use dit::eval::precision_recall::DEFAULT_K;
+use dit::eval::stats::has_statistics;
+use dit::eval::{
     frechet_distance, precision_recall, FeatureExtractor, Features, InceptionV3, Preprocess,
     Statistics,
 };
@@ -61,6 +61,8 @@ pub struct NetworkArgs {
     /// Do not draw progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 #[derive(Args, Debug)]
@@ -137,7 +139,7 @@ fn load_extractor(net: &NetworkArgs) -> Result<FeatureExtractor> {
             ),
         },
     };
-    let device = Device::cuda_if_available(0)?;
+    let device = net.compute.compute()?.device;
     let model = InceptionV3::load(&path, &device)
         .with_context(|| format!("loading Inception weights from {}", path.display()))?;
     Ok(FeatureExtractor::new(model, net.preprocess))
@@ -264,7 +266,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         let stats_of = |side: &Input, f: &Option<Features>| -> Result<Statistics> {
             match (&side.stats, f) {
                 (Some(s), _) => Ok(s.clone()),
-                (None, Some(f)) => Statistics::from_features(f),
+                (None, Some(f)) => Ok(Statistics::from_features(f)?),
                 (None, None) => bail!("no statistics for {}", side.path.display()),
             }
         };

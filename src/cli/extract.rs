@@ -1,11 +1,11 @@
 //! `dit extract`: encode an image folder once into a latent cache for
 //! `dit train --latents`.
 
-use crate::data::latent_extract::{extract_latents, ExtractJob};
-use crate::vae::Vae;
+use super::compute_args::ComputeArgs;
 use anyhow::{Context, Result};
-use candle_core::Device;
 use clap::Args;
+use dit::data::latent_extract::{extract_latents, ExtractJob};
+use dit::vae::Vae;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
@@ -38,10 +38,13 @@ pub struct ExtractArgs {
     /// Images per shard file.
     #[arg(long, default_value_t = 1024)]
     pub shard_size: usize,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 pub fn run(args: ExtractArgs) -> Result<()> {
-    let vae = Vae::load(&args.vae, &Device::Cpu)
+    let compute = args.compute.compute()?;
+    let vae = Vae::load(&args.vae, &compute.device)
         .with_context(|| format!("loading the VAE {}", args.vae.display()))?;
     let job = ExtractJob {
         data: args.data.clone(),

@@ -1,11 +1,11 @@
 //! `dit info`: what a checkpoint or preset is, and how many parameters it has.
 
 use super::checkpoint_args::CheckpointArgs;
-use crate::model::checkpoint;
-use crate::model::params::parameter_counts;
-use crate::model::DitConfig;
 use anyhow::{bail, Result};
 use clap::Args;
+use dit::model::checkpoint;
+use dit::model::params::parameter_counts;
+use dit::model::DitConfig;
 use std::path::Path;
 
 #[derive(Args, Debug)]
@@ -52,7 +52,7 @@ fn preset(name: &str, image_size: usize) -> Result<DitConfig> {
     if !image_size.is_multiple_of(8) {
         bail!("--image-size {image_size} is not a multiple of 8 (the SD-VAE downsampling factor)");
     }
-    DitConfig::preset(name, image_size / 8)
+    Ok(DitConfig::preset(name, image_size / 8)?)
 }
 
 /// The report `dit info` prints.

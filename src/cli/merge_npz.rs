@@ -1,8 +1,8 @@
 //! `dit merge-npz`: join the `.npz` files of a sharded `dit sample` run.
 
-use crate::sample::npz::{concatenate, read_npz, write_npz};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
+use dit::formats::npz;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -12,7 +12,7 @@ use std::path::PathBuf;
   dit merge-npz part0.npz part1.npz -o samples-50k.npz
 
 Shards are joined in the order given (give them in shard order); every array
-must have the same image shape.")]
+must have the same image shape. Class labels stored beside the images are\njoined the same way.")]
 pub struct MergeNpzArgs {
     /// The shards' .npz files, in shard order.
     #[arg(required = true)]
@@ -23,23 +23,13 @@ pub struct MergeNpzArgs {
 }
 
 pub fn run(args: MergeNpzArgs) -> Result<()> {
-    let arrays = args
-        .shards
-        .iter()
-        .map(|p| read_npz(p))
-        .collect::<Result<Vec<_>>>()?;
-    let names: Vec<String> = args
-        .shards
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    // Arrays are numbered in the order given; name them in the error.
-    let merged = concatenate(&arrays).with_context(|| format!("merging {}", names.join(", ")))?;
-    write_npz(&args.output, &merged)?;
-    println!(
-        "wrote {} with shape {:?}",
-        args.output.display(),
-        merged.shape
-    );
+    let shards: Vec<&std::path::Path> = args.shards.iter().map(|p| p.as_path()).collect();
+    let merged = npz::merge_files(&shards, &args.output)?;
+    for (name, shape) in merged {
+        println!(
+            "wrote {} '{name}' with shape {shape:?}",
+            args.output.display()
+        );
+    }
     Ok(())
 }

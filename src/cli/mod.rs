@@ -1,14 +1,15 @@
 //! The `dit` command line: argument parsing and dispatch. Each subcommand lives
 //! in its own file and calls into the library.
 
-pub mod checkpoint_args;
-pub mod convert;
-pub mod eval;
-pub mod extract;
-pub mod info;
-pub mod merge_npz;
-pub mod sample;
-pub mod train;
+mod checkpoint_args;
+mod compute_args;
+mod convert;
+mod eval;
+mod extract;
+mod info;
+mod merge_npz;
+mod sample;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -58,8 +59,24 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_chain(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: library errors
+/// already include their inner error in their message.
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if !text.ends_with(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
 }

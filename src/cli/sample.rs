@@ -1,15 +1,15 @@
 //! `dit sample`: draw images from a checkpoint (grid, PNG files, `.npz`).
 
 use super::checkpoint_args::CheckpointArgs;
-use crate::diffusion::{DiffusionConfig, GuidanceChannels, Sampler, VarianceType};
-use crate::model::Dit;
-use crate::sample::job::check_decoder;
-use crate::sample::{resolve_classes, ClassChoice, ClassNames, SampleJob, SampleSettings, Shard};
-use crate::train::checkpoint::{stored_class_names, stored_diffusion_config};
-use crate::vae::Vae;
+use super::compute_args::ComputeArgs;
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 use clap::Args;
+use dit::diffusion::{DiffusionConfig, GuidanceChannels, Sampler, VarianceType};
+use dit::model::Dit;
+use dit::sample::job::check_decoder;
+use dit::sample::{resolve_classes, ClassChoice, ClassNames, SampleJob, SampleSettings, Shard};
+use dit::train::checkpoint::{stored_class_names, stored_diffusion_config};
+use dit::vae::Vae;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 
@@ -97,6 +97,8 @@ pub struct SampleArgs {
     pub npz: Option<PathBuf>,
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 fn parse_guidance_channels(s: &str) -> Result<GuidanceChannels, String> {
@@ -148,13 +150,15 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if !ckpt.exists() {
         bail!("{} does not exist.\n{WEIGHTS_HELP}", ckpt.display());
     }
-    let ckpt = match crate::train::checkpoint::resolve(ckpt) {
+    let ckpt = match dit::train::checkpoint::resolve(ckpt) {
         Ok(file) if ckpt.is_dir() && ckpt.join("checkpoints").is_dir() => file,
         _ => ckpt.clone(),
     };
-    let device = Device::Cpu;
+    let compute = args.compute.compute()?;
+    let device = compute.device.clone();
     let model = Dit::load_with(&ckpt, &device, &args.checkpoint.load_options())
-        .with_context(|| format!("loading {}", ckpt.display()))?;
+        .with_context(|| format!("loading {}", ckpt.display()))?
+        .with_precision(compute.precision);
     let vae = match &args.vae {
         Some(path) => Some(
             Vae::load(path, &device)

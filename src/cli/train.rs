@@ -1,13 +1,14 @@
 //! `dit train`: train a DiT on an image folder, or on the embedded
 //! Fashion-MNIST slice when no data is given.
 
-use crate::data::{Dataset, FashionMnist, ImageFolder, LatentCache};
-use crate::diffusion::DiffusionConfig;
-use crate::model::DitConfig;
-use crate::train::{train, TrainCheckpoint, TrainConfig, TrainJob};
+use super::compute_args::ComputeArgs;
 use anyhow::{bail, Result};
-use candle_core::Device;
 use clap::Args;
+use dit::data::{Dataset, FashionMnist, ImageFolder, LatentCache};
+use dit::diffusion::DiffusionConfig;
+use dit::model::DitConfig;
+use dit::train::{train, LoggedWindow, TrainCheckpoint, TrainConfig, TrainJob, TrainObserver};
+use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -42,7 +43,8 @@ pub struct TrainArgs {
     /// 3 for RGB, 1 for grayscale (--data only).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub channels: u8,
-    /// Run folder (checkpoints, samples, metrics).
+    /// Run folder (checkpoints, samples, metrics) [default: runs/<data>;
+    /// with --resume, the resumed run's own folder].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue from a checkpoint, or from the newest one in a run folder.
@@ -103,10 +105,41 @@ pub struct TrainArgs {
     /// Skip unreadable images with a warning instead of stopping.
     #[arg(long)]
     pub skip_bad_images: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+}
+
+/// The progress bar of a training run.
+struct TrainBar(ProgressBar);
+
+impl TrainObserver for TrainBar {
+    fn start(&mut self, first_step: u64, total_steps: u64) {
+        self.0.set_length(total_steps);
+        self.0.set_position(first_step);
+    }
+
+    fn step(&mut self, step: u64, logged: Option<&LoggedWindow>) {
+        self.0.set_position(step);
+        if let Some(w) = logged {
+            self.0.set_message(format!(
+                "loss {:.4} | {:.2} steps/s",
+                w.loss, w.steps_per_sec
+            ));
+        }
+    }
+
+    fn note(&mut self, message: &str) {
+        self.0.println(message);
+    }
+
+    fn finish(&mut self) {
+        self.0.finish();
+    }
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let device = Device::Cpu;
+    let compute = args.compute.compute()?;
+    let device = compute.device.clone();
     let mut latent_scale = None;
     let (dataset, source): (Arc<dyn Dataset>, String) = match (&args.latents, &args.data) {
         (Some(dir), _) => {
@@ -123,16 +156,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
             "fashion-mnist (embedded)".to_string(),
         ),
     };
-    let out =
-        args.out
-            .clone()
-            .unwrap_or_else(|| match args.latents.as_ref().or(args.data.as_ref()) {
-                Some(dir) => PathBuf::from("runs").join(dir.file_name().unwrap_or_default()),
-                None => PathBuf::from("runs/fashion-mnist"),
-            });
     let resume = match &args.resume {
-        Some(p) => Some(crate::train::checkpoint::resolve(p)?),
+        Some(p) => Some(dit::train::checkpoint::resolve(p)?),
         None => None,
+    };
+    // A resumed run continues in its own folder unless --out says otherwise.
+    let out = match (&args.out, &resume) {
+        (Some(out), _) => out.clone(),
+        (None, Some(ckpt)) => dit::train::checkpoint::run_dir(ckpt),
+        (None, None) => match args.latents.as_ref().or(args.data.as_ref()) {
+            Some(dir) => PathBuf::from("runs").join(dir.file_name().unwrap_or_default()),
+            None => PathBuf::from("runs/fashion-mnist"),
+        },
     };
     let model = match &resume {
         // A resumed run keeps its model unless the user names one (then it must match).
@@ -165,12 +200,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         seed: args.seed,
         flip: !args.no_flip,
         checkpoint_every: args.checkpoint_every,
-        // Preview grids would need the VAE decoder, which the trainer does not have.
-        sample_every: if latent_scale.is_some() {
-            0
-        } else {
-            args.sample_every
-        },
+        sample_every: args.sample_every,
         sample_cfg_scale: args.sample_cfg_scale,
         ..dit
     };
@@ -181,30 +211,43 @@ pub fn run(args: TrainArgs) -> Result<()> {
         dataset.len(),
         dataset.num_classes()
     );
-    let (params, _) = crate::model::params::parameter_counts(&model);
+    let (params, _) = dit::model::params::parameter_counts(&model);
     println!(
-        "{params} parameters; {} steps of batch {}; results in {}{}",
+        "{params} parameters; {} steps of batch {} on {}; results in {}{}",
         args.steps,
         args.batch_size,
+        compute.describe(),
         out.display(),
         resume
             .as_ref()
             .map(|p| format!(" (resuming {})", p.display()))
             .unwrap_or_default()
     );
-    let outcome = train(TrainJob {
-        model,
-        diffusion: DiffusionConfig::default(),
-        train: train_config,
-        dataset,
-        data_source: source,
-        out_dir: out.clone(),
-        resume,
-        device,
-        skip_bad_images: args.skip_bad_images,
-        progress: true,
-        latent_scale,
-    })?;
+    if latent_scale.is_some() && args.sample_every > 0 {
+        println!("no preview grids for a latent-space run (they need the VAE decoder): sample checkpoints with `dit sample --vae`");
+    }
+    let bar = ProgressBar::new(args.steps);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} step {pos}/{len} | {msg} | {elapsed_precise} < {eta_precise}",
+        )
+        .expect("valid template"),
+    );
+    let outcome = train(
+        TrainJob {
+            model,
+            diffusion: DiffusionConfig::default(),
+            train: train_config,
+            dataset,
+            data_source: source,
+            out_dir: out.clone(),
+            resume,
+            compute,
+            skip_bad_images: args.skip_bad_images,
+            latent_scale,
+        },
+        &mut TrainBar(bar),
+    )?;
     if outcome.skipped_images > 0 {
         eprintln!(
             "warning: skipped {} unreadable images (--skip-bad-images)",

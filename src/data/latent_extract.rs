@@ -10,7 +10,7 @@ use super::latent_cache::{
 };
 use super::{Dataset, ImageFolder};
 use crate::vae::Vae;
-use anyhow::{bail, Context, Result};
+use crate::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -109,7 +109,7 @@ pub fn extract_latents(
             progress(done + k, total)
         })?;
         crate::atomic_file::write_atomically(&path, |tmp| {
-            crate::model::checkpoint::safetensors_file::write(tmp, &tensors, HashMap::new())
+            crate::formats::safetensors_file::write(tmp, &tensors, HashMap::new())
         })?;
         done += n;
         outcome.written.push(s);
@@ -159,7 +159,7 @@ fn encode_shard(
     batch_size: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<HashMap<String, Tensor>> {
-    let device = Device::Cpu;
+    let device = vae.device();
     let (c, h, w) = folder.sample_shape();
     let mut plain = Vec::new();
     let mut flipped = Vec::new();
@@ -181,7 +181,7 @@ fn encode_shard(
                 }
             }
         }
-        let images = Tensor::from_vec(pixels, (2 * b, c, h, w), &device)?;
+        let images = Tensor::from_vec(pixels, (2 * b, c, h, w), device)?;
         let posterior = vae.encode(&images)?;
         let moments = Tensor::cat(&[&posterior.mean, &posterior.logvar], 1)?;
         plain.push(moments.narrow(0, 0, b)?);
@@ -193,6 +193,9 @@ fn encode_shard(
     Ok(HashMap::from([
         (MOMENTS.to_string(), Tensor::cat(&plain, 0)?),
         (MOMENTS_FLIPPED.to_string(), Tensor::cat(&flipped, 0)?),
-        (LABELS.to_string(), Tensor::from_vec(labels, n, &device)?),
+        (
+            LABELS.to_string(),
+            Tensor::from_vec(labels, n, &Device::Cpu)?,
+        ),
     ]))
 }

@@ -8,7 +8,7 @@
 //! cannot fill is dropped (DiT's `drop_last=True`) and the next epoch begins.
 
 use super::{DataError, Dataset, EpochOrder};
-use anyhow::{anyhow, bail, Context, Result};
+use crate::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -64,6 +64,8 @@ pub struct Batch {
     pub x: Tensor,
     /// Labels, (B,) u32.
     pub y: Tensor,
+    /// The same labels on the host (read without a device round trip).
+    pub labels: Vec<u32>,
     /// Dataset index of each sample.
     pub indices: Vec<usize>,
     /// Whether each sample was mirrored.
@@ -130,7 +132,7 @@ impl Loader {
             .num_threads(config.workers.max(1))
             .thread_name(|i| format!("dit-data-{i}"))
             .build()
-            .context("starting the data loader's worker threads")?;
+            .map_err(|e| crate::err!("starting the data loader's worker threads: {e}"))?;
         let (sender, receiver) = sync_channel(config.prefetch_batches.max(1));
         let skipped = SkipLog::default();
         let shape = dataset.sample_shape();
@@ -162,7 +164,7 @@ impl Loader {
         let receiver = self
             .receiver
             .as_ref()
-            .ok_or_else(|| anyhow!("the data loader stopped after an earlier error"))?;
+            .ok_or_else(|| crate::err!("the data loader stopped after an earlier error"))?;
         let host = match receiver.recv() {
             Ok(Ok(host)) => host,
             Ok(Err(e)) => {
@@ -178,11 +180,12 @@ impl Loader {
         let (c, h, w) = self.shape;
         let b = host.y.len();
         let x = Tensor::from_vec(host.x, (b, c, h, w), &self.device)?;
-        let y = Tensor::from_vec(host.y, b, &self.device)?;
+        let y = Tensor::new(host.y.as_slice(), &self.device)?;
         self.state = host.state;
         Ok(Batch {
             x,
             y,
+            labels: host.y,
             indices: host.indices,
             flipped: host.flipped,
             epoch: host.epoch,

@@ -1,12 +1,13 @@
 //! The forward process q and the model's reverse Gaussian p_θ.
 
-use candle_core::{Result, Tensor};
+use candle_core::{Device, Tensor};
 
-use super::coefficients::{gather, timestep_indices};
+use super::coefficients::{timestep_indices, Table};
 use super::config::{DiffusionConfig, VarianceType};
 use super::error::DiffusionError;
 use super::schedule;
 use super::tables::DiffusionTables;
+use crate::{bail, Result};
 
 /// A Gaussian diffusion with its float64 tables, possibly respaced to a subset
 /// of the training timesteps (see [`GaussianDiffusion::respace`]).
@@ -14,14 +15,63 @@ use super::tables::DiffusionTables;
 /// Timestep tensors passed to its methods hold indices into *this* diffusion's
 /// tables; the model is always shown the original training index
 /// ([`GaussianDiffusion::model_timesteps`]).
+///
+/// The tables live on a device ([`GaussianDiffusion::to_device`]; the CPU
+/// after [`GaussianDiffusion::new`]) and are gathered there, so a sampling or
+/// training step reads nothing back from the device.
 #[derive(Clone, Debug)]
 pub struct GaussianDiffusion {
     config: DiffusionConfig,
     tables: DiffusionTables,
     timestep_map: Vec<usize>,
-    log_betas: Vec<f64>,
-    fixed_large_variance: Vec<f64>,
-    fixed_large_log_variance: Vec<f64>,
+    on_device: DeviceTables,
+}
+
+/// The tables the forward process, the posterior and the model's reverse
+/// Gaussian gather per sample, on one device.
+#[derive(Clone, Debug)]
+struct DeviceTables {
+    sqrt_alphas_cumprod: Table,
+    sqrt_one_minus_alphas_cumprod: Table,
+    sqrt_recip_alphas_cumprod: Table,
+    sqrt_recipm1_alphas_cumprod: Table,
+    posterior_mean_coef1: Table,
+    posterior_mean_coef2: Table,
+    posterior_variance: Table,
+    posterior_log_variance_clipped: Table,
+    log_betas: Table,
+    fixed_large_variance: Table,
+    fixed_large_log_variance: Table,
+    /// The original training timestep of each index, as f32.
+    model_timesteps: Tensor,
+}
+
+impl DeviceTables {
+    fn new(tables: &DiffusionTables, timestep_map: &[usize], device: &Device) -> Result<Self> {
+        let table = |values: &[f64]| Table::new(values, device);
+        let log_betas: Vec<f64> = tables.betas.iter().map(|b| b.ln()).collect();
+        let mut fixed_large_variance = tables.betas.clone();
+        // β_0 is replaced by β̃_1: the final step should not add more noise than
+        // the posterior allows.
+        fixed_large_variance[0] = tables.posterior_variance[1];
+        let fixed_large_log_variance: Vec<f64> =
+            fixed_large_variance.iter().map(|v| v.ln()).collect();
+        let model_timesteps: Vec<f32> = timestep_map.iter().map(|&i| i as f32).collect();
+        Ok(Self {
+            sqrt_alphas_cumprod: table(&tables.sqrt_alphas_cumprod)?,
+            sqrt_one_minus_alphas_cumprod: table(&tables.sqrt_one_minus_alphas_cumprod)?,
+            sqrt_recip_alphas_cumprod: table(&tables.sqrt_recip_alphas_cumprod)?,
+            sqrt_recipm1_alphas_cumprod: table(&tables.sqrt_recipm1_alphas_cumprod)?,
+            posterior_mean_coef1: table(&tables.posterior_mean_coef1)?,
+            posterior_mean_coef2: table(&tables.posterior_mean_coef2)?,
+            posterior_variance: table(&tables.posterior_variance)?,
+            posterior_log_variance_clipped: table(&tables.posterior_log_variance_clipped)?,
+            log_betas: table(&log_betas)?,
+            fixed_large_variance: table(&fixed_large_variance)?,
+            fixed_large_log_variance: table(&fixed_large_log_variance)?,
+            model_timesteps: Tensor::new(model_timesteps, device)?,
+        })
+    }
 }
 
 /// Mean and variance of a diagonal Gaussian over `x`'s shape.
@@ -64,20 +114,22 @@ impl GaussianDiffusion {
         timestep_map: Vec<usize>,
     ) -> Self {
         let tables = DiffusionTables::from_betas(betas);
-        let log_betas = tables.betas.iter().map(|b| b.ln()).collect();
-        let mut fixed_large_variance = tables.betas.clone();
-        // β_0 is replaced by β̃_1: the final step should not add more noise than
-        // the posterior allows.
-        fixed_large_variance[0] = tables.posterior_variance[1];
-        let fixed_large_log_variance = fixed_large_variance.iter().map(|v| v.ln()).collect();
+        let on_device = DeviceTables::new(&tables, &timestep_map, &Device::Cpu)
+            .expect("tensors from host slices on the CPU");
         Self {
             config,
             tables,
             timestep_map,
-            log_betas,
-            fixed_large_variance,
-            fixed_large_log_variance,
+            on_device,
         }
+    }
+
+    /// The same diffusion with its tables on `device` (where the samples are).
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        Ok(Self {
+            on_device: DeviceTables::new(&self.tables, &self.timestep_map, device)?,
+            ..self.clone()
+        })
     }
 
     /// The configuration of the original (unspaced) diffusion.
@@ -106,17 +158,21 @@ impl GaussianDiffusion {
     /// The timesteps to show the model for indices `t` `(N,)`: the original
     /// training index, as f32.
     pub fn model_timesteps(&self, t: &Tensor) -> Result<Tensor> {
-        let idx = timestep_indices(t, self.num_timesteps())?;
-        let original: Vec<f32> = idx.iter().map(|&i| self.timestep_map[i] as f32).collect();
-        Tensor::from_vec(original, idx.len(), t.device())
+        let idx = self.indices(t)?;
+        Ok(self
+            .on_device
+            .model_timesteps
+            .to_device(t.device())?
+            .index_select(&idx, 0)?)
     }
 
     /// x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε.
     pub fn q_sample(&self, x0: &Tensor, t: &Tensor, noise: &Tensor) -> Result<Tensor> {
         let idx = self.indices(t)?;
-        let a = gather(&self.tables.sqrt_alphas_cumprod, &idx, x0)?;
-        let s = gather(&self.tables.sqrt_one_minus_alphas_cumprod, &idx, x0)?;
-        x0.broadcast_mul(&a)? + noise.broadcast_mul(&s)?
+        let d = &self.on_device;
+        let a = d.sqrt_alphas_cumprod.gather(&idx, x0)?;
+        let s = d.sqrt_one_minus_alphas_cumprod.gather(&idx, x0)?;
+        Ok((x0.broadcast_mul(&a)? + noise.broadcast_mul(&s)?)?)
     }
 
     /// The true posterior q(x_{t−1} | x_t, x0).
@@ -125,13 +181,18 @@ impl GaussianDiffusion {
         self.posterior_at(x0, x_t, &idx)
     }
 
-    fn posterior_at(&self, x0: &Tensor, x_t: &Tensor, idx: &[usize]) -> Result<GaussianMoments> {
-        let c1 = gather(&self.tables.posterior_mean_coef1, idx, x_t)?;
-        let c2 = gather(&self.tables.posterior_mean_coef2, idx, x_t)?;
+    fn posterior_at(&self, x0: &Tensor, x_t: &Tensor, idx: &Tensor) -> Result<GaussianMoments> {
+        let d = &self.on_device;
+        let c1 = d.posterior_mean_coef1.gather(idx, x_t)?;
+        let c2 = d.posterior_mean_coef2.gather(idx, x_t)?;
         let mean = (x0.broadcast_mul(&c1)? + x_t.broadcast_mul(&c2)?)?;
-        let variance =
-            gather(&self.tables.posterior_variance, idx, x_t)?.broadcast_as(x_t.shape())?;
-        let log_variance = gather(&self.tables.posterior_log_variance_clipped, idx, x_t)?
+        let variance = d
+            .posterior_variance
+            .gather(idx, x_t)?
+            .broadcast_as(x_t.shape())?;
+        let log_variance = d
+            .posterior_log_variance_clipped
+            .gather(idx, x_t)?
             .broadcast_as(x_t.shape())?;
         Ok(GaussianMoments {
             mean,
@@ -146,19 +207,25 @@ impl GaussianDiffusion {
         self.x0_from_eps_at(x_t, &idx, eps)
     }
 
-    fn x0_from_eps_at(&self, x_t: &Tensor, idx: &[usize], eps: &Tensor) -> Result<Tensor> {
-        let a = gather(&self.tables.sqrt_recip_alphas_cumprod, idx, x_t)?;
-        let b = gather(&self.tables.sqrt_recipm1_alphas_cumprod, idx, x_t)?;
-        x_t.broadcast_mul(&a)? - eps.broadcast_mul(&b)?
+    fn x0_from_eps_at(&self, x_t: &Tensor, idx: &Tensor, eps: &Tensor) -> Result<Tensor> {
+        let a = self.on_device.sqrt_recip_alphas_cumprod.gather(idx, x_t)?;
+        let b = self
+            .on_device
+            .sqrt_recipm1_alphas_cumprod
+            .gather(idx, x_t)?;
+        Ok((x_t.broadcast_mul(&a)? - eps.broadcast_mul(&b)?)?)
     }
 
     /// ε = (x_t/√ᾱ_t − x̂0)/√(1/ᾱ_t − 1): the noise consistent with a (possibly
     /// clipped) x̂0.
     pub fn predict_eps_from_x0(&self, x_t: &Tensor, t: &Tensor, x0: &Tensor) -> Result<Tensor> {
         let idx = self.indices(t)?;
-        let a = gather(&self.tables.sqrt_recip_alphas_cumprod, &idx, x_t)?;
-        let b = gather(&self.tables.sqrt_recipm1_alphas_cumprod, &idx, x_t)?;
-        (x_t.broadcast_mul(&a)? - x0)?.broadcast_div(&b)
+        let a = self.on_device.sqrt_recip_alphas_cumprod.gather(&idx, x_t)?;
+        let b = self
+            .on_device
+            .sqrt_recipm1_alphas_cumprod
+            .gather(&idx, x_t)?;
+        Ok((x_t.broadcast_mul(&a)? - x0)?.broadcast_div(&b)?)
     }
 
     /// Splits a model output `(N, C or 2C, ...)` for inputs with `C` channels
@@ -177,7 +244,7 @@ impl GaussianDiffusion {
         } else if out_channels == channels && !learned {
             Ok((model_output.clone(), None))
         } else {
-            candle_core::bail!(
+            bail!(
                 "model output has {out_channels} channels; expected {} for {} channels of input with {:?} variance",
                 if learned { 2 * channels } else { channels },
                 channels,
@@ -198,10 +265,11 @@ impl GaussianDiffusion {
     ) -> Result<ModelPrediction> {
         let idx = self.indices(t)?;
         let (eps, v) = self.split_model_output(model_output, x_t.dim(1)?)?;
+        let d = &self.on_device;
         let (variance, log_variance) = match (self.config.variance, v) {
             (VarianceType::LearnedRange, Some(v)) => {
-                let min_log = gather(&self.tables.posterior_log_variance_clipped, &idx, x_t)?;
-                let max_log = gather(&self.log_betas, &idx, x_t)?;
+                let min_log = d.posterior_log_variance_clipped.gather(&idx, x_t)?;
+                let max_log = d.log_betas.gather(&idx, x_t)?;
                 let frac = ((v + 1.0)? * 0.5)?;
                 let one_minus = frac.affine(-1.0, 1.0)?;
                 let log_variance =
@@ -210,12 +278,19 @@ impl GaussianDiffusion {
             }
             (VarianceType::LearnedRange, None) => unreachable!("split_model_output checks v"),
             (VarianceType::FixedLarge, _) => (
-                gather(&self.fixed_large_variance, &idx, x_t)?.broadcast_as(x_t.shape())?,
-                gather(&self.fixed_large_log_variance, &idx, x_t)?.broadcast_as(x_t.shape())?,
+                d.fixed_large_variance
+                    .gather(&idx, x_t)?
+                    .broadcast_as(x_t.shape())?,
+                d.fixed_large_log_variance
+                    .gather(&idx, x_t)?
+                    .broadcast_as(x_t.shape())?,
             ),
             (VarianceType::FixedSmall, _) => (
-                gather(&self.tables.posterior_variance, &idx, x_t)?.broadcast_as(x_t.shape())?,
-                gather(&self.tables.posterior_log_variance_clipped, &idx, x_t)?
+                d.posterior_variance
+                    .gather(&idx, x_t)?
+                    .broadcast_as(x_t.shape())?,
+                d.posterior_log_variance_clipped
+                    .gather(&idx, x_t)?
                     .broadcast_as(x_t.shape())?,
             ),
         };
@@ -235,13 +310,14 @@ impl GaussianDiffusion {
         })
     }
 
-    pub(super) fn indices(&self, t: &Tensor) -> Result<Vec<usize>> {
+    /// `t` as u32 indices into this diffusion's tables.
+    pub(super) fn indices(&self, t: &Tensor) -> Result<Tensor> {
         timestep_indices(t, self.num_timesteps())
     }
 
     /// A `(N,)` u32 tensor holding index `k` for every sample of `x`: the
     /// samplers step the whole batch at one index.
     pub fn uniform_timesteps(&self, k: usize, x: &Tensor) -> Result<Tensor> {
-        Tensor::full(k as u32, x.dim(0)?, x.device())
+        Ok(Tensor::full(k as u32, x.dim(0)?, x.device())?)
     }
 }

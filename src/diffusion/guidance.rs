@@ -5,7 +5,8 @@
 //! stepping a doubled batch whose halves stay identical; the variance channels
 //! pass through untouched from each half.
 
-use candle_core::{Result, Tensor};
+use crate::Result;
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 /// Which output channels guidance mixes.
@@ -49,7 +50,7 @@ impl ClassifierFreeGuidance {
     pub fn combine(&self, out: &Tensor, in_channels: usize) -> Result<Tensor> {
         let n2 = out.dim(0)?;
         if n2 % 2 != 0 {
-            candle_core::bail!("guidance needs an even batch (cond then null class), got {n2}");
+            crate::bail!("guidance needs an even batch (cond then null class), got {n2}");
         }
         let n = n2 / 2;
         let c_out = out.dim(1)?;
@@ -63,7 +64,7 @@ impl ClassifierFreeGuidance {
             return Ok(eps);
         }
         let rest = out.narrow(1, k, c_out - k)?;
-        Tensor::cat(&[&eps, &rest], 1)
+        Ok(Tensor::cat(&[&eps, &rest], 1)?)
     }
 }
 

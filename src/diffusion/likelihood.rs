@@ -2,7 +2,8 @@
 //! written with differentiable tensor ops only (no fused kernels) so that the
 //! loss backpropagates.
 
-use candle_core::{Result, Tensor};
+use crate::Result;
+use candle_core::Tensor;
 
 /// KL(N(μ1, e^{lv1}) ‖ N(μ2, e^{lv2})) elementwise, in nats.
 pub fn normal_kl(
@@ -16,7 +17,7 @@ pub fn normal_kl(
     let inv_var2 = log_var2.neg()?.exp()?;
     let terms = ((log_var2 - log_var1)? + (log_var1 - log_var2)?.exp()?)?;
     let terms = (terms + diff.sqr()?.mul(&inv_var2)?)?;
-    terms.affine(0.5, -0.5)
+    Ok(terms.affine(0.5, -0.5)?)
 }
 
 /// The tanh approximation of the standard normal CDF that the official
@@ -26,7 +27,7 @@ fn approx_standard_normal_cdf(x: &Tensor) -> Result<Tensor> {
     // x·x·x rather than powf: powf goes through ln and is NaN for x < 0.
     let cube = x.sqr()?.mul(x)?;
     let inner = ((x + (cube * 0.044715)?)? * c)?;
-    inner.tanh()?.affine(0.5, 0.5)
+    Ok(inner.tanh()?.affine(0.5, 0.5)?)
 }
 
 /// Half-width of a pixel bin: 8-bit values rescaled to [−1, 1] are 2/255 apart.
@@ -54,5 +55,5 @@ pub fn discretized_gaussian_log_likelihood(
     let is_low = x.lt(-EDGE)?;
     let is_high = x.gt(EDGE)?;
     let inner = is_high.where_cond(&log_one_minus_cdf_min, &log_cdf_delta)?;
-    is_low.where_cond(&log_cdf_plus, &inner)
+    Ok(is_low.where_cond(&log_cdf_plus, &inner)?)
 }

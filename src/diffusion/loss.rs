@@ -1,7 +1,8 @@
 //! The training objective: ε-MSE plus, when σ is learned, the variational
 //! bound term L_vb that trains the variance (Nichol & Dhariwal 2021, L_hybrid).
 
-use candle_core::{Result, Tensor};
+use crate::Result;
+use candle_core::Tensor;
 
 use super::config::LossType;
 use super::gaussian::GaussianDiffusion;
@@ -82,17 +83,12 @@ impl GaussianDiffusion {
         let log_scales = (&model.log_variance * 0.5)?;
         let decoder_ll = discretized_gaussian_log_likelihood(x0, &model.mean, &log_scales)?;
         let decoder_nll = (mean_over_sample(&decoder_ll)? / -std::f64::consts::LN_2)?;
-        let at_start = self
-            .indices(t)?
-            .iter()
-            .map(|&i| u8::from(i == 0))
-            .collect::<Vec<_>>();
-        let at_start = Tensor::from_vec(at_start, t.dim(0)?, x0.device())?;
-        at_start.where_cond(&decoder_nll, &kl)
+        let at_start = self.indices(t)?.eq(0u32)?;
+        Ok(at_start.where_cond(&decoder_nll, &kl)?)
     }
 }
 
 /// Mean over every dim but the first: `(N, ...)` → `(N,)`.
 pub(super) fn mean_over_sample(x: &Tensor) -> Result<Tensor> {
-    x.flatten_from(1)?.mean(1)
+    Ok(x.flatten_from(1)?.mean(1)?)
 }

@@ -7,7 +7,8 @@
 //! sampled in two batches with the same seed. candle's `Tensor::randn` is not
 //! used: it draws from an unseeded thread RNG.
 
-use candle_core::{DType, Device, Result, Tensor};
+use crate::Result;
+use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -38,7 +39,7 @@ impl NoiseSource {
     /// Standard normal noise of `shape` `(N, ...)`, N the batch size.
     pub fn draw(&mut self, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
         if shape.first() != Some(&self.streams.len()) {
-            candle_core::bail!(
+            crate::bail!(
                 "noise shape {shape:?} does not start with the batch size {}",
                 self.streams.len()
             );
@@ -48,7 +49,7 @@ impl NoiseSource {
         for rng in &mut self.streams {
             values.extend(standard_normals(rng, per_sample));
         }
-        Tensor::from_vec(values, shape, device)?.to_dtype(dtype)
+        Ok(Tensor::from_vec(values, shape, device)?.to_dtype(dtype)?)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Inception pool features of image sets.
 
-use anyhow::{bail, Result};
+use crate::{bail, Result};
 use candle_core::Tensor;
 
 use crate::eval::images::{ImageSet, RgbImage};

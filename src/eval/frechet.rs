@@ -13,7 +13,7 @@
 //! null space otherwise comes out as ±1e-15-sized noise whose square roots add
 //! up to a spurious ~1e-6, and no ε·I offset is needed.
 
-use anyhow::{bail, Result};
+use crate::{bail, Result};
 use faer::{Accum, Mat, Par, Side};
 
 use crate::eval::stats::Statistics;
@@ -48,7 +48,7 @@ pub fn trace_sqrt_product(sigma1: &[f64], sigma2: &[f64], d: usize) -> Result<f6
 
     let eig = s1
         .self_adjoint_eigen(Side::Lower)
-        .map_err(|e| anyhow::anyhow!("eigendecomposition of sigma1 failed: {e:?}"))?;
+        .map_err(|e| crate::err!("eigendecomposition of sigma1 failed: {e:?}"))?;
     let u = eig.U();
     let lambda = without_rounding_noise((0..d).map(|i| eig.S().column_vector()[i]).collect());
     // A = U diag(√λ) Uᵀ, formed as (U diag(λ^¼)) (U diag(λ^¼))ᵀ so it is symmetric by construction.
@@ -82,7 +82,7 @@ pub fn trace_sqrt_product(sigma1: &[f64], sigma2: &[f64], d: usize) -> Result<f6
     );
     let m = Mat::<f64>::from_fn(d, d, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]));
     let mu = m.self_adjoint_eigenvalues(Side::Lower).map_err(|e| {
-        anyhow::anyhow!("eigendecomposition of sigma1^1/2 sigma2 sigma1^1/2 failed: {e:?}")
+        crate::err!("eigendecomposition of sigma1^1/2 sigma2 sigma1^1/2 failed: {e:?}")
     })?;
     Ok(without_rounding_noise(mu).iter().map(|v| v.sqrt()).sum())
 }

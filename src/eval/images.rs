@@ -2,10 +2,10 @@
 //! writes) or a uint8 array in an `.npz` (ADM sample and reference batches,
 //! `arr_0` shaped `(N, H, W, 3)`).
 
-use anyhow::{bail, Context, Result};
+use crate::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
-use crate::eval::npz;
+use crate::formats::npz;
 
 /// An 8-bit RGB image, interleaved `[height, width, 3]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,10 +185,11 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 /// when there is no uint8 array at all (e.g. a statistics file).
 pub fn find_image_array(path: &Path) -> Result<Option<ImageSet>> {
     let arrays = npz::list(path)?;
-    let chosen = arrays
-        .iter()
-        .find(|(n, _)| n == "arr_0")
-        .or_else(|| arrays.iter().find(|(_, h)| h.dtype == Some(npz::DType::U8)));
+    let chosen = arrays.iter().find(|(n, _)| n == "arr_0").or_else(|| {
+        arrays
+            .iter()
+            .find(|(_, h)| h.element == Some(npz::Element::U8))
+    });
     let Some((key, header)) = chosen else {
         return Ok(None);
     };
@@ -197,7 +198,7 @@ pub fn find_image_array(path: &Path) -> Result<Option<ImageSet>> {
         [n, h, w, c] if *c == 3 || *c == 1 => (*n, *h, *w, *c),
         _ => (0, 0, 0, 0),
     };
-    if header.dtype != Some(npz::DType::U8)
+    if header.element != Some(npz::Element::U8)
         || header.fortran_order
         || channels == 0
         || height == 0

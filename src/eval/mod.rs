@@ -12,7 +12,6 @@ pub mod features;
 pub mod frechet;
 pub mod images;
 pub mod inception;
-pub mod npz;
 pub mod precision_recall;
 pub mod preprocess;
 pub mod stats;

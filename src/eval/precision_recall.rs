@@ -8,7 +8,7 @@
 //! fraction of real samples inside the generated one. Distances are computed
 //! in f64 blockwise as |x|² + |y|² − 2 x·y.
 
-use anyhow::{bail, Result};
+use crate::{bail, Result};
 use faer::{Accum, Mat, Par};
 
 use crate::eval::features::Features;

@@ -5,12 +5,12 @@
 //! and pytorch-fid's `--save-stats` output (compressed) load as they are; files
 //! written here are plain `np.savez` archives in float64.
 
-use anyhow::{bail, Context, Result};
+use crate::{bail, Context, Result};
 use faer::{Accum, Mat, Par};
 use std::path::Path;
 
 use crate::eval::features::Features;
-use crate::eval::npz;
+use crate::formats::npz;
 
 /// Rows per chunk when accumulating the covariance.
 const COV_CHUNK_ROWS: usize = 1024;

@@ -8,7 +8,7 @@
 //! `torch.save` checkpoint has no `code/`, which is how the two are told apart.
 //! candle's pickle reader parses `data.pkl`; walking the module tree is done here.
 
-use anyhow::{anyhow, bail, Context, Result};
+use crate::{bail, Context, Result};
 use candle_core::pickle::{Object, Stack, TensorInfo};
 use candle_core::{Device, Tensor};
 use std::collections::BTreeMap;
@@ -49,7 +49,7 @@ impl TorchScriptArchive {
             .iter()
             .find(|n| n.ends_with("/data.pkl") || n.as_str() == "data.pkl")
             .ok_or_else(|| {
-                anyhow!(
+                crate::err!(
                     "{} is not a TorchScript archive: no data.pkl in the zip",
                     path.display()
                 )

@@ -1,6 +1,6 @@
 //! DiT hyper-parameters: the 12 paper presets and fully custom shapes.
 
-use anyhow::{bail, Context, Result};
+use crate::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 /// Everything that fixes the shapes of a DiT's parameters, plus the two

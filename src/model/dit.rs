@@ -7,8 +7,9 @@ use super::embed::{sincos_pos_embed_2d, LabelEmbedder, PatchEmbed, TimestepEmbed
 use super::final_layer::FinalLayer;
 use super::params::check_shapes;
 use super::weights::Weights;
+use crate::compute::Precision;
 use crate::diffusion::guidance::ClassifierFreeGuidance;
-use anyhow::{bail, Result};
+use crate::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 
@@ -20,6 +21,7 @@ pub struct Dit {
     y_embedder: LabelEmbedder,
     blocks: Vec<AdaLnZeroBlock>,
     final_layer: FinalLayer,
+    precision: Precision,
 }
 
 impl Dit {
@@ -55,7 +57,19 @@ impl Dit {
             blocks,
             final_layer: FinalLayer::new(w)?,
             config,
+            precision: Precision::default(),
         })
+    }
+
+    /// The same model computing its activations in `precision` (the weights
+    /// keep their dtype; inputs and outputs are cast at the model's boundary).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// A freshly initialised model (paper initialisation; outputs zeros).
@@ -72,12 +86,42 @@ impl Dit {
         self.pos_embed.device()
     }
 
+    /// The weights' dtype.
     pub fn dtype(&self) -> DType {
         self.pos_embed.dtype()
     }
 
+    /// The dtype activations are computed in: the weights' own for full
+    /// precision.
+    pub fn activation_dtype(&self) -> DType {
+        match self.precision {
+            Precision::F32 => self.dtype(),
+        }
+    }
+
+    /// Refuses labels the label table has no row for (the null class is
+    /// allowed when the model has one). Jobs call this once for all their
+    /// labels; [`Dit::forward`] does not check, so that a step never reads
+    /// labels back from the device.
+    pub fn check_labels(&self, labels: &[u32]) -> Result<()> {
+        let rows = self.config.label_table_rows();
+        match labels.iter().find(|&&l| l as usize >= rows) {
+            Some(bad) => bail!(
+                "class {bad} out of range: the model has {} classes{}",
+                self.config.num_classes,
+                if self.config.has_null_class() {
+                    format!(" and the null class {}", self.config.num_classes)
+                } else {
+                    String::new()
+                }
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// ε (and variance) prediction. `x`: `(N, C, H, W)`; `t`: `(N,)` float
-    /// timesteps; `y`: `(N,)` u32 labels (the null class allowed).
+    /// timesteps; `y`: `(N,)` u32 labels in range (see [`Dit::check_labels`];
+    /// the null class allowed). The output has `x`'s dtype.
     pub fn forward(&self, x: &Tensor, t: &Tensor, y: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         let cfg = &self.config;
@@ -96,10 +140,9 @@ impl Dit {
                 y.dims()
             );
         }
-        let dtype = self.pos_embed.dtype();
         let tokens = self
             .x_embedder
-            .forward(&x.to_dtype(dtype)?)?
+            .forward(&x.to_dtype(self.activation_dtype())?)?
             .broadcast_add(&self.pos_embed)?;
         let c = (self.t_embedder.forward(t)? + self.y_embedder.forward(y)?)?;
         // Every block (and the final layer) applies SiLU to c first; do it once.
@@ -108,7 +151,8 @@ impl Dit {
         for block in &self.blocks {
             tokens = block.forward(&tokens, &c_silu)?;
         }
-        self.unpatchify(&self.final_layer.forward(&tokens, &c_silu)?)
+        let out = self.unpatchify(&self.final_layer.forward(&tokens, &c_silu)?)?;
+        Ok(out.to_dtype(x.dtype())?)
     }
 
     /// Forward on a guidance batch: rows `0..N` conditional, `N..2N` null
@@ -127,7 +171,7 @@ impl Dit {
         }
         let half = x.narrow(0, 0, n2 / 2)?;
         let out = self.forward(&Tensor::cat(&[&half, &half], 0)?, t, y)?;
-        Ok(guidance.combine(&out, self.config.in_channels)?)
+        guidance.combine(&out, self.config.in_channels)
     }
 
     /// `(N, T, p·p·C)` → `(N, C, H, W)`.

@@ -1,11 +1,13 @@
 //! Inputs of the transformer: patch tokens with fixed positions, and the
 //! conditioning vector c = timestep embedding + label embedding.
 
-use super::params::TIMESTEP_FREQUENCIES;
+use super::linear::Linear;
 use super::weights::Weights;
-use anyhow::Result;
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::Linear;
+use crate::Result;
+use candle_core::{DType, Device, Tensor};
+
+/// Frequencies fed to the timestep MLP.
+pub const TIMESTEP_FREQUENCIES: usize = 256;
 
 /// Non-overlapping p×p patches, each projected to D (a stride-p convolution).
 ///
@@ -91,7 +93,10 @@ impl TimestepEmbedder {
             .unsqueeze(1)?
             .broadcast_mul(&self.freqs.unsqueeze(0)?)?;
         let features = Tensor::cat(&[args.cos()?, args.sin()?], 1)?.to_dtype(dtype)?;
-        Ok(self.fc2.forward(&self.fc1.forward(&features)?.silu()?)?)
+        // candle's unfused products, as `nn.Linear`: a (N, 256) input is too
+        // small for the fused kernel to gain anything.
+        self.fc2
+            .forward_unfused(&self.fc1.forward_unfused(&features)?.silu()?)
     }
 }
 
@@ -107,7 +112,8 @@ fn timestep_frequencies(device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(freqs, half, device)?)
 }
 
-/// Class labels → vectors; the extra last row (when present) is the null class.
+/// Class labels → vectors; the extra last row (when present) is the null
+/// class that classifier-free guidance trains with and samples against.
 pub struct LabelEmbedder {
     table: Tensor,
 }
@@ -119,13 +125,24 @@ impl LabelEmbedder {
         })
     }
 
-    /// `(N,)` u32 labels → `(N, D)`.
+    /// Classifier-free guidance training (the official `token_drop`):
+    /// labels whose `drop` flag is set become the null class. Labels are
+    /// returned unchanged when the table has no null-class row.
+    pub fn token_drop(labels: &[u32], drop: &[bool], null_class: Option<u32>) -> Vec<u32> {
+        labels
+            .iter()
+            .zip(drop)
+            .map(|(&label, &dropped)| match null_class {
+                Some(null) if dropped => null,
+                _ => label,
+            })
+            .collect()
+    }
+
+    /// `(N,)` u32 labels → `(N, D)`. Labels must be below the table's row
+    /// count: jobs check them once at their entry ([`super::Dit::check_labels`]),
+    /// not per forward, which on a GPU would read them back every step.
     pub fn forward(&self, y: &Tensor) -> Result<Tensor> {
-        let rows = self.table.dim(0)?;
-        let max = y.to_dtype(DType::U32)?.max(0)?.to_scalar::<u32>()?;
-        if max as usize >= rows {
-            anyhow::bail!("label {max} out of range: the label table has {rows} rows");
-        }
         Ok(self.table.index_select(y, 0)?)
     }
 }

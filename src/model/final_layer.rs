@@ -1,12 +1,11 @@
 //! The last layer: modulated LayerNorm, then tokens → patch pixels.
 
-use super::adaln::LN_EPS;
-use super::block::linear;
+use super::linear::Linear;
 use super::weights::Weights;
+use super::LN_EPS;
 use crate::ops::layer_norm_modulate;
-use anyhow::Result;
+use crate::Result;
 use candle_core::Tensor;
-use candle_nn::Linear;
 
 /// adaLN (shift, scale only: no gate) and a linear map to p·p·C_out values per token.
 pub struct FinalLayer {
@@ -23,8 +22,8 @@ impl FinalLayer {
     }
 
     pub fn forward(&self, x: &Tensor, c_silu: &Tensor) -> Result<Tensor> {
-        let m = linear(c_silu, &self.modulation)?.chunk(2, 1)?;
+        let m = self.modulation.forward(c_silu)?.chunk(2, 1)?;
         let x = layer_norm_modulate(x, &m[0], &m[1], LN_EPS)?;
-        linear(&x, &self.linear)
+        self.linear.forward(&x)
     }
 }

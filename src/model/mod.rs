@@ -1,13 +1,13 @@
 //! The Diffusion Transformer (Peebles & Xie 2022), computed exactly as the
 //! official PyTorch release, with its checkpoint formats.
 
-pub mod adaln;
 pub mod block;
 pub mod checkpoint;
 pub mod config;
 pub mod dit;
 pub mod embed;
 pub mod final_layer;
+pub mod linear;
 pub mod params;
 pub mod weights;
 
@@ -15,7 +15,10 @@ pub use checkpoint::{LoadOptions, WeightSet};
 pub use config::DitConfig;
 pub use dit::Dit;
 
-use anyhow::Result;
+use crate::Result;
+
+/// DiT's LayerNorm epsilon (blocks and final layer).
+pub const LN_EPS: f64 = 1e-6;
 use candle_core::Device;
 use std::path::Path;
 

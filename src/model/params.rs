@@ -3,16 +3,13 @@
 //! checkpoint all read this one list.
 
 use super::config::DitConfig;
-use super::embed::sincos_pos_embed_2d;
-use anyhow::{bail, Result};
+use super::embed::{sincos_pos_embed_2d, TIMESTEP_FREQUENCIES};
+use crate::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use std::collections::{HashMap, HashSet};
-
-/// Frequencies fed to the timestep MLP.
-pub const TIMESTEP_FREQUENCIES: usize = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
@@ -171,7 +168,8 @@ pub fn initial_tensors(
                 Tensor::from_vec(v, spec.shape.as_slice(), device)?.to_dtype(dtype)?
             }
             Init::Normal { std } => {
-                let normal = Normal::new(0.0, std)?;
+                let normal = Normal::new(0.0, std)
+                    .map_err(|e| crate::err!("{}: init std {std}: {e}", spec.name))?;
                 let v: Vec<f32> = (0..n).map(|_| normal.sample(&mut rng) as f32).collect();
                 Tensor::from_vec(v, spec.shape.as_slice(), device)?.to_dtype(dtype)?
             }

@@ -1,8 +1,8 @@
 //! Named-tensor lookup used while assembling a model from a state dict.
 
-use anyhow::{Context, Result};
+use super::linear::Linear;
+use crate::{Context, Result};
 use candle_core::Tensor;
-use candle_nn::Linear;
 use std::collections::HashMap;
 
 /// A view of a state dict under a key prefix (`blocks.3.` …).
@@ -20,6 +20,10 @@ impl<'a> Weights<'a> {
         }
     }
 
+    pub fn with_prefix(tensors: &'a HashMap<String, Tensor>, prefix: &'a str) -> Self {
+        Self { tensors, prefix }
+    }
+
     pub fn get(&self, name: &str) -> Result<Tensor> {
         let key = format!("{}{name}", self.prefix);
         self.tensors
@@ -28,14 +32,11 @@ impl<'a> Weights<'a> {
             .with_context(|| format!("missing parameter '{key}'"))
     }
 
+    /// `{name}.weight` and `{name}.bias`.
     pub fn linear(&self, name: &str) -> Result<Linear> {
         Ok(Linear::new(
             self.get(&format!("{name}.weight"))?,
-            Some(self.get(&format!("{name}.bias"))?),
+            self.get(&format!("{name}.bias"))?,
         ))
-    }
-
-    pub fn with_prefix(tensors: &'a HashMap<String, Tensor>, prefix: &'a str) -> Self {
-        Self { tensors, prefix }
     }
 }

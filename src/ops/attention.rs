@@ -11,32 +11,30 @@
 //! with heads concatenated, ready for the output projection. Reading q, k, v
 //! in place through strides saves the permute copies of the composition.
 
-use super::float::{contiguous, cpu_forward_is_kernel, storage, CpuKernel, Float, SharedMut};
+use super::float::{contiguous, cpu_forward_is_kernel, CpuKernel, Float, SharedMut};
 use super::matmul::{Operand, Threads};
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D,
-};
+use super::route::{route_for, Kernels, Route};
+use crate::Result;
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Device, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
 const BLOCK_Q: usize = 64;
 
-/// softmax(q·kᵀ/√d)·v per head. Fused on the CPU for f32/f64; elsewhere the
-/// unfused composition [`attention_reference`].
+/// softmax(q·kᵀ/√d)·v per head: the fused kernel where [`route_for`] has
+/// one, else the unfused composition [`attention_reference`].
 pub fn attention(qkv: &Tensor, num_heads: usize) -> Result<Tensor> {
     let (_, _, d3) = qkv.dims3()?;
-    if d3 % (3 * num_heads) != 0 {
-        candle_core::bail!(
-            "attention: last dim {d3} is not 3·heads·head_dim for {num_heads} heads"
-        );
+    if num_heads == 0 || d3 % (3 * num_heads) != 0 {
+        crate::bail!("attention: last dim {d3} is not 3·heads·head_dim for {num_heads} heads");
     }
-    match (qkv.device(), qkv.dtype()) {
-        (Device::Cpu, DType::F32 | DType::F64) => qkv.contiguous()?.apply_op1(FlashAttention {
+    Ok(match route_for(qkv, Kernels::CPU_FLOAT) {
+        Route::CpuKernel => qkv.contiguous()?.apply_op1(FlashAttention {
             num_heads,
             lse: Arc::new(Mutex::new(None)),
-        }),
-        _ => attention_reference(qkv, num_heads),
-    }
+        })?,
+        Route::CudaKernel | Route::Composition => attention_reference(qkv, num_heads)?,
+    })
 }
 
 /// The unfused composition (what any device can run; the tests' reference).
@@ -52,13 +50,13 @@ pub fn attention_reference(qkv: &Tensor, num_heads: usize) -> Result<Tensor> {
     let v = qkv.get(2)?.contiguous()?;
     // Differentiable softmax; candle's fused softmax_last_dim has no backward.
     let weights = candle_nn::ops::softmax(&q.matmul(&k.t()?)?, D::Minus1)?;
-    weights.matmul(&v)?.transpose(1, 2)?.reshape((n, t, d))
+    Ok(weights.matmul(&v)?.transpose(1, 2)?.reshape((n, t, d))?)
 }
 
 struct FlashAttention {
     num_heads: usize,
     /// Row log-sum-exps of the forward, `(N, H, T)`, for the backward.
-    lse: Arc<Mutex<Option<CpuStorage>>>,
+    lse: Arc<Mutex<Option<Tensor>>>,
 }
 
 #[derive(Clone, Copy)]
@@ -71,7 +69,7 @@ struct Dims {
 }
 
 impl Dims {
-    fn new(shape: &Shape, heads: usize) -> Result<Self> {
+    fn new(shape: &Shape, heads: usize) -> candle_core::Result<Self> {
         let (n, t, d3) = shape.dims3()?;
         let d = d3 / 3;
         Ok(Self {
@@ -289,17 +287,24 @@ impl CustomOp1 for FlashAttention {
         "flash-attention"
     }
 
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = Dims::new(l.shape(), self.num_heads)?;
         let (start, end) = contiguous(l, "attention")?;
+        let lse_shape = (dims.n, dims.heads, dims.t);
         let (out, lse) = match s {
             CpuStorage::F32(x) => {
                 let (o, l) = forward(&x[start..end], dims);
-                (storage(o), storage(l))
+                (
+                    CpuStorage::F32(o),
+                    Tensor::from_vec(l, lse_shape, &Device::Cpu)?,
+                )
             }
             CpuStorage::F64(x) => {
                 let (o, l) = forward(&x[start..end], dims);
-                (storage(o), storage(l))
+                (
+                    CpuStorage::F64(o),
+                    Tensor::from_vec(l, lse_shape, &Device::Cpu)?,
+                )
             }
             _ => candle_core::bail!("attention: f32 or f64 only"),
         };
@@ -307,7 +312,12 @@ impl CustomOp1 for FlashAttention {
         Ok((out, Shape::from((dims.n, dims.t, dims.d))))
     }
 
-    fn bwd(&self, qkv: &Tensor, out: &Tensor, grad_out: &Tensor) -> Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        qkv: &Tensor,
+        out: &Tensor,
+        grad_out: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let lse =
             self.lse.lock().unwrap().clone().ok_or_else(|| {
                 candle_core::Error::Msg("attention: backward without forward".into())
@@ -326,7 +336,8 @@ impl CustomOp1 for FlashAttention {
 
 struct FlashAttentionBackward {
     num_heads: usize,
-    lse: CpuStorage,
+    /// The forward's row log-sum-exps, `(N, H, T)`.
+    lse: Tensor,
 }
 
 impl CustomOp3 for FlashAttentionBackward {
@@ -341,8 +352,17 @@ impl CpuKernel<3> for FlashAttentionBackward {
     const NAME: &'static str = "attention backward";
 
     /// Inputs qkv, the forward's output and its gradient.
-    fn run<T: Float>(&self, [qkv, o, d_o]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
+    fn run<T: Float>(
+        &self,
+        [qkv, o, d_o]: [&[T]; 3],
+        shapes: [&Shape; 3],
+    ) -> candle_core::Result<Vec<T>> {
         let dims = Dims::new(shapes[0], self.num_heads)?;
-        Ok(backward(qkv, o, d_o, T::slice(&self.lse)?, dims))
+        let (storage, layout) = self.lse.storage_and_layout();
+        let candle_core::Storage::Cpu(lse) = &*storage else {
+            candle_core::bail!("attention backward: the saved lse is not on the CPU");
+        };
+        let (start, end) = contiguous(layout, "attention backward")?;
+        Ok(backward(qkv, o, d_o, &T::slice(lse)?[start..end], dims))
     }
 }

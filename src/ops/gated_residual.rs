@@ -3,14 +3,20 @@
 //! gate `(N, D)` folded into one pass over `(N, T, D)`.
 
 use super::float::{cpu_forward_is_kernel, CpuKernel, Float};
-use candle_core::{CustomOp3, DType, Device, Result, Shape, Tensor};
+use super::route::{route_for, Kernels, Route};
+use candle_core::{CustomOp3, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// `x + gate·(h + bias)`; `x`, `h`: `(N, T, D)`, `gate`: `(N, D)`, `bias`: `(D,)`.
-pub fn gated_residual(x: &Tensor, h: &Tensor, bias: &Tensor, gate: &Tensor) -> Result<Tensor> {
+pub fn gated_residual(
+    x: &Tensor,
+    h: &Tensor,
+    bias: &Tensor,
+    gate: &Tensor,
+) -> crate::Result<Tensor> {
     let (n, _, d) = x.dims3()?;
     if h.dims() != x.dims() || gate.dims() != [n, d] || bias.dims() != [d] {
-        candle_core::bail!(
+        crate::bail!(
             "gated_residual: shapes x {:?}, h {:?}, bias {:?}, gate {:?} do not fit",
             x.dims(),
             h.dims(),
@@ -18,14 +24,17 @@ pub fn gated_residual(x: &Tensor, h: &Tensor, bias: &Tensor, gate: &Tensor) -> R
             gate.dims()
         );
     }
-    match (x.device(), x.dtype()) {
-        (Device::Cpu, DType::F32 | DType::F64) => {
+    match route_for(x, Kernels::CPU_FLOAT) {
+        Route::CpuKernel => {
             // Gate rows then the bias row: one (N + 1, D) operand.
             let gate_bias = Tensor::cat(&[gate, &bias.unsqueeze(0)?], 0)?;
-            x.contiguous()?
-                .apply_op3(&h.contiguous()?, &gate_bias.contiguous()?, GatedResidual)
+            Ok(x.contiguous()?.apply_op3(
+                &h.contiguous()?,
+                &gate_bias.contiguous()?,
+                GatedResidual,
+            )?)
         }
-        _ => gated_residual_reference(x, h, bias, gate),
+        Route::CudaKernel | Route::Composition => gated_residual_reference(x, h, bias, gate),
     }
 }
 
@@ -35,8 +44,8 @@ pub fn gated_residual_reference(
     h: &Tensor,
     bias: &Tensor,
     gate: &Tensor,
-) -> Result<Tensor> {
-    x + h.broadcast_add(bias)?.broadcast_mul(&gate.unsqueeze(1)?)?
+) -> crate::Result<Tensor> {
+    Ok((x + h.broadcast_add(bias)?.broadcast_mul(&gate.unsqueeze(1)?)?)?)
 }
 
 struct GatedResidual;

@@ -3,20 +3,22 @@
 //! evaluated with the vectorised exp; the backward is its exact derivative.
 
 use super::float::{cpu_forward_is_kernel, CpuKernel, Float};
-use candle_core::{CustomOp1, CustomOp2, DType, Device, Result, Shape, Tensor};
+use super::route::{route_for, Kernels, Route};
+use candle_core::{CustomOp1, CustomOp2, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-/// GELU-tanh, fused on the CPU for f32/f64; candle's composition elsewhere.
-pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
-    match (x.device(), x.dtype()) {
-        (Device::Cpu, DType::F32 | DType::F64) => x.contiguous()?.apply_op1(Gelu),
-        _ => gelu_tanh_reference(x),
+/// GELU-tanh: the fused kernel where [`route_for`] has one, candle's
+/// composition elsewhere.
+pub fn gelu_tanh(x: &Tensor) -> crate::Result<Tensor> {
+    match route_for(x, Kernels::CPU_FLOAT) {
+        Route::CpuKernel => Ok(x.contiguous()?.apply_op1(Gelu)?),
+        Route::CudaKernel | Route::Composition => gelu_tanh_reference(x),
     }
 }
 
 /// candle's own tanh-form GELU (differentiable through its op graph).
-pub fn gelu_tanh_reference(x: &Tensor) -> Result<Tensor> {
-    x.gelu()
+pub fn gelu_tanh_reference(x: &Tensor) -> crate::Result<Tensor> {
+    Ok(x.gelu()?)
 }
 
 struct Gelu;

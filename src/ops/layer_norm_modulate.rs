@@ -4,27 +4,36 @@
 //! the row statistics instead of storing them.
 
 use super::float::{cpu_forward_is_kernel, CpuKernel, Float};
-use candle_core::{CustomOp3, DType, Device, Result, Shape, Tensor, D};
+use super::route::{route_for, Kernels, Route};
+use candle_core::{CustomOp3, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-/// `layer_norm(x, eps)·(1 + scale) + shift`; fused on the CPU for f32/f64.
-pub fn layer_norm_modulate(x: &Tensor, shift: &Tensor, scale: &Tensor, eps: f64) -> Result<Tensor> {
+/// `layer_norm(x, eps)·(1 + scale) + shift`: the fused kernel where
+/// [`route_for`] has one, else the composition.
+pub fn layer_norm_modulate(
+    x: &Tensor,
+    shift: &Tensor,
+    scale: &Tensor,
+    eps: f64,
+) -> crate::Result<Tensor> {
     let (n, _, d) = x.dims3()?;
     if shift.dims() != [n, d] || scale.dims() != [n, d] {
-        candle_core::bail!(
+        crate::bail!(
             "layer_norm_modulate: x {:?} needs ({n}, {d}) shift/scale, got {:?} and {:?}",
             x.dims(),
             shift.dims(),
             scale.dims()
         );
     }
-    match (x.device(), x.dtype()) {
-        (Device::Cpu, DType::F32 | DType::F64) => x.contiguous()?.apply_op3(
+    match route_for(x, Kernels::CPU_FLOAT) {
+        Route::CpuKernel => Ok(x.contiguous()?.apply_op3(
             &shift.contiguous()?,
             &scale.contiguous()?,
             LayerNormModulate { eps },
-        ),
-        _ => layer_norm_modulate_reference(x, shift, scale, eps),
+        )?),
+        Route::CudaKernel | Route::Composition => {
+            layer_norm_modulate_reference(x, shift, scale, eps)
+        }
     }
 }
 
@@ -34,14 +43,14 @@ pub fn layer_norm_modulate_reference(
     shift: &Tensor,
     scale: &Tensor,
     eps: f64,
-) -> Result<Tensor> {
+) -> crate::Result<Tensor> {
     let mean = x.mean_keepdim(D::Minus1)?;
     let centered = x.broadcast_sub(&mean)?;
     let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
     let normed = centered.broadcast_div(&(var + eps)?.sqrt()?)?;
-    normed
+    Ok(normed
         .broadcast_mul(&(scale.unsqueeze(1)? + 1.0)?)?
-        .broadcast_add(&shift.unsqueeze(1)?)
+        .broadcast_add(&shift.unsqueeze(1)?)?)
 }
 
 struct LayerNormModulate {

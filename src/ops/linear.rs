@@ -9,34 +9,39 @@
 
 use super::float::{cpu_forward_is_kernel, CpuKernel, Float};
 use super::matmul::{matmul, output_buffer, Operand, Threads};
-use candle_core::{CustomOp2, CustomOp3, DType, Device, Result, Shape, Tensor};
+use super::route::{route_for, Kernels, Route};
+use candle_core::{CustomOp2, CustomOp3, Result, Shape, Tensor};
 
 /// `x·Wᵀ + b` (or without `b`); `x`: `(..., K)`, `W`: `(N, K)`, `b`: `(N,)`.
-/// Fused on the CPU for f32/f64; candle's matmul and broadcast add elsewhere.
-pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+/// The fused kernel where [`route_for`] has one; candle's matmul and
+/// broadcast add elsewhere.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> crate::Result<Tensor> {
     let (n_out, k) = weight.dims2()?;
     let dims = x.dims();
     if dims.last() != Some(&k) || bias.is_some_and(|b| b.dims() != [n_out]) {
-        candle_core::bail!(
+        crate::bail!(
             "linear: x {:?}, weight {:?}, bias {:?} do not fit",
             dims,
             weight.dims(),
             bias.map(|b| b.dims().to_vec())
         );
     }
-    let fused = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64);
-    if !fused {
+    if route_for(x, Kernels::CPU_FLOAT) != Route::CpuKernel {
         return linear_reference(x, weight, bias);
     }
     let (x, w) = (x.contiguous()?, weight.contiguous()?);
-    match bias {
-        Some(b) => x.apply_op3(&w, &b.contiguous()?, Linear),
-        None => x.apply_op2(&w, Linear),
-    }
+    Ok(match bias {
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, Linear)?,
+        None => x.apply_op2(&w, Linear)?,
+    })
 }
 
 /// candle's composition: flattened matmul, then broadcast bias.
-pub fn linear_reference(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+pub fn linear_reference(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+) -> crate::Result<Tensor> {
     let k = weight.dim(1)?;
     let mut out_shape = x.dims().to_vec();
     *out_shape.last_mut().unwrap() = weight.dim(0)?;
@@ -44,10 +49,10 @@ pub fn linear_reference(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> R
         .reshape(((), k))?
         .matmul(&weight.t()?)?
         .reshape(out_shape)?;
-    match bias {
-        Some(b) => y.broadcast_add(b),
-        None => Ok(y),
-    }
+    Ok(match bias {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    })
 }
 
 struct Linear;

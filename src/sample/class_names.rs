@@ -4,7 +4,7 @@
 //! standard class index ("tabby, tabby cat"); a checkpoint trained by
 //! `dit train` brings its own class names, which then take precedence.
 
-use anyhow::{bail, Result};
+use crate::{bail, Result};
 
 /// The ImageNet-1k classes in label order, one line per class, synonyms
 /// separated by ", ".

@@ -9,7 +9,7 @@ use crate::diffusion::{
     GuidanceChannels, NoiseSource, SampleOptions, Sampler,
 };
 use crate::model::Dit;
-use anyhow::{bail, Context, Result};
+use crate::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -58,12 +58,19 @@ impl<'a> Generator<'a> {
                 model.config().learn_sigma
             );
         }
+        if !settings.cfg_scale.is_finite() {
+            bail!(
+                "the guidance scale must be a finite number, got {} (1 = no guidance)",
+                settings.cfg_scale
+            );
+        }
         if settings.cfg_scale != 1.0 && model.config().null_class().is_none() {
             bail!("guidance needs a model trained with class dropout (it has no null class); use --cfg-scale 1");
         }
         let diffusion = GaussianDiffusion::new(diffusion)?
             .respace(&settings.steps)
-            .with_context(|| format!("--steps {}", settings.steps))?;
+            .with_context(|| format!("--steps {}", settings.steps))?
+            .to_device(model.device())?;
         Ok(Self {
             model,
             diffusion,
@@ -87,32 +94,24 @@ impl<'a> Generator<'a> {
         let cfg = self.model.config();
         let device: Device = self.model.device().clone();
         let n = labels.len();
-        for &label in labels {
-            if label as usize >= cfg.num_classes {
-                bail!(
-                    "class {label} out of range: the model has {} classes",
-                    cfg.num_classes
-                );
-            }
+        if let Some(&bad) = labels.iter().find(|&&l| l as usize >= cfg.num_classes) {
+            bail!(
+                "class {bad} out of range: the model has {} classes",
+                cfg.num_classes
+            );
         }
         let y = Tensor::new(labels, &device)?;
         let guidance =
             ClassifierFreeGuidance::new(self.settings.cfg_scale, self.settings.guidance_channels);
         let null = cfg.null_class();
-        let mut denoise = |x: &Tensor, t: &Tensor| -> candle_core::Result<Tensor> {
+        let mut denoise = |x: &Tensor, t: &Tensor| -> Result<Tensor> {
             let out = match null.filter(|_| guidance.scale != 1.0) {
                 Some(null) => {
                     let (x2, t2, y2) = double_batch(x, t, &y, null)?;
-                    let out = self
-                        .model
-                        .forward_with_cfg(&x2, &t2, &y2, &guidance)
-                        .map_err(candle_core::Error::wrap)?;
+                    let out = self.model.forward_with_cfg(&x2, &t2, &y2, &guidance)?;
                     out.narrow(0, 0, n)?
                 }
-                None => self
-                    .model
-                    .forward(x, t, &y)
-                    .map_err(candle_core::Error::wrap)?,
+                None => self.model.forward(x, t, &y)?,
             };
             // Whatever the weights are (even Vars), a sampling loop keeps no graph.
             Ok(out.detach())
@@ -124,7 +123,7 @@ impl<'a> Generator<'a> {
             clip_denoised: self.settings.clip_denoised,
         };
         let dtype = self.model.dtype();
-        Ok(self.diffusion.sample(
+        self.diffusion.sample(
             &mut denoise,
             &shape,
             dtype,
@@ -132,6 +131,6 @@ impl<'a> Generator<'a> {
             &options,
             &mut noise,
             progress,
-        )?)
+        )
     }
 }

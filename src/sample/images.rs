@@ -1,6 +1,6 @@
 //! Model-space tensors in [−1, 1] → 8-bit images, grids and files.
 
-use anyhow::{bail, Context, Result};
+use crate::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use image::{GrayImage, Rgb, RgbImage};
 use std::path::Path;

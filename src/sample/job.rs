@@ -6,7 +6,7 @@ use super::{images, Generator, SampleSettings};
 use crate::diffusion::DiffusionConfig;
 use crate::model::Dit;
 use crate::vae::Vae;
-use anyhow::{bail, Result};
+use crate::{bail, Result};
 use std::ops::Range;
 
 pub struct SampleJob<'a> {

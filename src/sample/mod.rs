@@ -6,7 +6,6 @@ pub mod generator;
 pub mod images;
 pub mod job;
 pub mod labels;
-pub mod npz;
 pub mod output;
 pub mod shard;
 

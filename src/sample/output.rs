@@ -2,15 +2,15 @@
 
 use super::images::{grid_u8, save_png};
 use super::job::SampledImages;
-use super::npz::{write_npz, U8Array};
-use anyhow::{Context, Result};
+use crate::formats::npz::{self, Array};
+use crate::{Context, Result};
 use image::{DynamicImage, GrayImage, RgbImage};
 use std::path::{Path, PathBuf};
 
 impl SampledImages {
     /// (N, H, W, 3) uint8, grayscale repeated to 3 channels: the layout of
     /// the ADM evaluator's sample batches.
-    pub fn to_rgb_array(&self) -> Result<U8Array> {
+    pub fn to_rgb_array(&self) -> Result<Array> {
         let mut data = Vec::with_capacity(self.pixels.len() * self.height * self.width * 3);
         for image in &self.pixels {
             if self.channels == 1 {
@@ -19,11 +19,20 @@ impl SampledImages {
                 data.extend_from_slice(image);
             }
         }
-        U8Array::new(vec![self.pixels.len(), self.height, self.width, 3], data)
+        Array::u8(vec![self.pixels.len(), self.height, self.width, 3], data)
     }
 
+    /// The images as `arr_0` (what the ADM evaluator reads) and their class
+    /// labels as `labels` (uint32, one per image), written atomically.
     pub fn save_npz(&self, path: &Path) -> Result<()> {
-        write_npz(path, &self.to_rgb_array()?)
+        let labels = Array::U32 {
+            shape: vec![self.labels.len()],
+            data: self.labels.clone(),
+        };
+        npz::write(
+            path,
+            &[(npz::IMAGES, &self.to_rgb_array()?), (npz::LABELS, &labels)],
+        )
     }
 
     /// All images in one PNG, `nrow` per row.

@@ -1,7 +1,7 @@
 //! Splitting a large sampling job (e.g. 50,000 images for FID) into
 //! independent pieces whose outputs concatenate, in order, to the whole.
 
-use anyhow::{bail, Context, Result};
+use crate::{bail, Context, Result};
 use std::ops::Range;
 use std::str::FromStr;
 
@@ -23,7 +23,7 @@ impl Shard {
 }
 
 impl FromStr for Shard {
-    type Err = anyhow::Error;
+    type Err = crate::Error;
 
     /// "i/n" with 0 ≤ i < n.
     fn from_str(s: &str) -> Result<Self> {
@@ -33,10 +33,12 @@ impl FromStr for Shard {
         let index: usize = i
             .trim()
             .parse()
+            .ok()
             .with_context(|| format!("shard index '{i}' is not a number"))?;
         let count: usize = n
             .trim()
             .parse()
+            .ok()
             .with_context(|| format!("shard count '{n}' is not a number"))?;
         if count == 0 || index >= count {
             bail!("shard {index}/{count}: shards are numbered 0..{count}, i.e. 0/{count} … {}/{count}", count.max(1) - 1);

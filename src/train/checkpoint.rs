@@ -9,15 +9,15 @@
 use super::config::TrainConfig;
 use crate::data::LoaderState;
 use crate::diffusion::DiffusionConfig;
-use crate::model::checkpoint::safetensors_file;
+use crate::formats::safetensors_file;
 use crate::model::DitConfig;
-use anyhow::{bail, Context, Result};
+use crate::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::model::checkpoint::{EMA_PREFIX, MODEL_PREFIX, TRAINING_FORMAT as FORMAT};
+use crate::model::checkpoint::{CONFIG_KEY, EMA_PREFIX, MODEL_PREFIX, TRAINING_FORMAT as FORMAT};
 
 const OPTIMIZER_PREFIX: &str = "adamw.";
 const STATE_KEY: &str = "train_state";
@@ -65,7 +65,7 @@ impl TrainCheckpoint {
         let metadata = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
             (
-                safetensors_file::CONFIG_KEY.to_string(),
+                CONFIG_KEY.to_string(),
                 serde_json::to_string(&self.model_config)?,
             ),
             (
@@ -93,7 +93,7 @@ impl TrainCheckpoint {
         if meta("format")? != FORMAT {
             bail!("{} is not a `dit train` checkpoint", path.display());
         }
-        let model_config = serde_json::from_str(meta(safetensors_file::CONFIG_KEY)?)?;
+        let model_config = serde_json::from_str(meta(CONFIG_KEY)?)?;
         let diffusion = serde_json::from_str(meta(DIFFUSION_KEY)?)?;
         let state = serde_json::from_str(meta(STATE_KEY)?)?;
         let mut params = HashMap::new();
@@ -140,6 +140,22 @@ pub fn checkpoint_path(run_dir: &Path, step: u64) -> PathBuf {
     run_dir
         .join("checkpoints")
         .join(format!("step-{step:07}.safetensors"))
+}
+
+/// The run folder a checkpoint belongs to: `<run>` for
+/// `<run>/checkpoints/step-N.safetensors`, else the file's own folder. A
+/// resumed run continues there unless told otherwise.
+pub fn run_dir(checkpoint: &Path) -> PathBuf {
+    let parent = match checkpoint.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match parent.file_name() {
+        Some(name) if name == "checkpoints" => parent
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        _ => parent.to_path_buf(),
+    }
 }
 
 /// The newest checkpoint of a run folder (or the file itself).

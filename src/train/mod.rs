@@ -1,11 +1,16 @@
 //! Training a DiT with the diffusion loss: AdamW, EMA, exact resume, records.
 
+pub mod adamw;
 pub mod checkpoint;
 pub mod config;
+pub mod ema;
 pub mod records;
 pub mod step_noise;
 pub mod trainer;
 
+pub use adamw::{AdamW, AdamWConfig};
 pub use checkpoint::{DataSpec, TrainCheckpoint, TrainState};
 pub use config::TrainConfig;
-pub use trainer::{train, TrainJob, TrainOutcome};
+pub use ema::Ema;
+pub use records::{LoggedWindow, Quiet, StepFigures, TrainObserver};
+pub use trainer::{train, StepOutcome, TrainJob, TrainOutcome, TrainRun};

@@ -1,8 +1,8 @@
-//! What a run shows and leaves behind as it goes: a progress bar, a JSON-lines
-//! metrics file, and a loss-curve PNG redrawn at every checkpoint.
+//! What a run leaves behind as it goes: a JSON-lines metrics file and a
+//! loss-curve PNG redrawn at every checkpoint; and what it reports to a
+//! [`TrainObserver`] (the `dit` binary draws its progress bar from that).
 
-use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::{Context, Result};
 use plotters::prelude::*;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
@@ -10,53 +10,70 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-#[derive(Serialize)]
-struct MetricsLine {
-    step: u64,
-    epoch: u64,
-    loss: f64,
-    mse: f64,
-    vb: f64,
-    lr: f64,
-    grad_norm: f64,
-    steps_per_sec: f64,
+/// What a training run reports as it goes. Every method has a do-nothing
+/// default, so an observer implements what it shows.
+pub trait TrainObserver {
+    /// Before the first step of this invocation.
+    fn start(&mut self, _first_step: u64, _total_steps: u64) {}
+    /// After every step; `logged` on the steps whose window was written to
+    /// `metrics.jsonl`.
+    fn step(&mut self, _step: u64, _logged: Option<&LoggedWindow>) {}
+    /// A line worth showing: a checkpoint, a preview grid, a warning.
+    fn note(&mut self, _message: &str) {}
+    /// After the last step.
+    fn finish(&mut self) {}
+}
+
+/// An observer that shows nothing (tests, library callers).
+pub struct Quiet;
+
+impl TrainObserver for Quiet {}
+
+/// The means of one logging window, as written to `metrics.jsonl`.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoggedWindow {
+    pub step: u64,
+    pub epoch: u64,
+    pub loss: f64,
+    pub mse: f64,
+    pub vb: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub steps_per_sec: f64,
+}
+
+/// One step's figures, as the trainer hands them to [`Records::step`].
+#[derive(Clone, Copy, Debug)]
+pub struct StepFigures {
+    pub loss: f64,
+    pub mse: f64,
+    pub vb: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub epoch: u64,
 }
 
 pub struct Records {
-    bar: ProgressBar,
     metrics: File,
     out_dir: PathBuf,
     log_every: u64,
-    window: Vec<(f64, f64, f64, f64)>,
+    window: Vec<StepFigures>,
     window_start: Instant,
     /// (step, mean loss of the logging window) for the plot.
     curve: Vec<(u64, f64)>,
 }
 
 impl Records {
-    pub fn open(out_dir: &Path, start_step: u64, total_steps: u64, visible: bool) -> Result<Self> {
+    pub fn open(out_dir: &Path, total_steps: u64) -> Result<Self> {
         let path = out_dir.join("metrics.jsonl");
         let metrics = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        let bar = if visible {
-            ProgressBar::new(total_steps)
-        } else {
-            ProgressBar::hidden()
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} step {pos}/{len} | {msg} | {elapsed_precise} < {eta_precise}",
-            )
-            .expect("valid template"),
-        );
-        bar.set_position(start_step);
         let curve = read_curve(&path);
         let log_every = 10.max(total_steps / 2000).min(100);
         Ok(Self {
-            bar,
             metrics,
             out_dir: out_dir.to_path_buf(),
             log_every,
@@ -66,64 +83,41 @@ impl Records {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn step(
-        &mut self,
-        step: u64,
-        loss: f64,
-        mse: f64,
-        vb: f64,
-        lr: f64,
-        grad_norm: f64,
-        epoch: u64,
-    ) -> Result<()> {
-        self.bar.set_position(step);
-        self.window.push((loss, mse, vb, grad_norm));
+    /// Records step `step`'s figures; every `log_every` steps writes the
+    /// window's means to `metrics.jsonl` and returns them.
+    pub fn step(&mut self, step: u64, figures: StepFigures) -> Result<Option<LoggedWindow>> {
+        self.window.push(figures);
         if !step.is_multiple_of(self.log_every) {
-            return Ok(());
+            return Ok(None);
         }
         let n = self.window.len() as f64;
-        let mean = |f: fn(&(f64, f64, f64, f64)) -> f64| self.window.iter().map(f).sum::<f64>() / n;
-        let steps_per_sec = n / self.window_start.elapsed().as_secs_f64();
-        let line = MetricsLine {
+        let mean = |f: fn(&StepFigures) -> f64| self.window.iter().map(f).sum::<f64>() / n;
+        let line = LoggedWindow {
             step,
-            epoch,
-            loss: mean(|w| w.0),
-            mse: mean(|w| w.1),
-            vb: mean(|w| w.2),
-            lr,
-            grad_norm: mean(|w| w.3),
-            steps_per_sec,
+            epoch: figures.epoch,
+            loss: mean(|w| w.loss),
+            mse: mean(|w| w.mse),
+            vb: mean(|w| w.vb),
+            lr: figures.lr,
+            grad_norm: mean(|w| w.grad_norm),
+            steps_per_sec: n / self.window_start.elapsed().as_secs_f64(),
         };
-        self.bar.set_message(format!(
-            "loss {:.4} | {:.2} steps/s",
-            line.loss, steps_per_sec
-        ));
         writeln!(self.metrics, "{}", serde_json::to_string(&line)?)
             .context("writing metrics.jsonl")?;
         self.curve.push((step, line.loss));
         self.window.clear();
         self.window_start = Instant::now();
-        Ok(())
+        Ok(Some(line))
     }
 
     /// After a checkpoint: flush the metrics and redraw the loss curve.
-    pub fn checkpoint(&mut self, step: u64) -> Result<()> {
+    pub fn checkpoint(&mut self) -> Result<()> {
         self.metrics.flush()?;
         self.metrics.sync_data().ok();
         if self.curve.len() >= 2 {
             plot_loss(&self.curve, &self.out_dir.join("loss.png"))?;
         }
-        self.note(&format!("checkpoint at step {step}"));
         Ok(())
-    }
-
-    pub fn note(&self, message: &str) {
-        self.bar.println(message);
-    }
-
-    pub fn finish(&self) {
-        self.bar.finish();
     }
 }
 
@@ -143,6 +137,13 @@ const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
 fn plot_loss(curve: &[(u64, f64)], path: &Path) -> Result<()> {
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     let tmp = path.with_extension("tmp.png");
+    draw_loss(curve, &tmp).map_err(|e| crate::err!("drawing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+fn draw_loss(curve: &[(u64, f64)], tmp: &Path) -> DrawResult {
     {
         let root = BitMapBackend::new(&tmp, (800, 480)).into_drawing_area();
         root.fill(&WHITE)?;
@@ -166,5 +167,5 @@ fn plot_loss(curve: &[(u64, f64)], path: &Path) -> Result<()> {
         chart.draw_series(LineSeries::new(curve.iter().copied(), &BLUE))?;
         root.present()?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    Ok(())
 }

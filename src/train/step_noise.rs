@@ -5,8 +5,9 @@
 //! would have drawn.
 
 use crate::diffusion::NoiseSource;
-use anyhow::Result;
-use candle_core::{Device, Tensor};
+use crate::model::embed::LabelEmbedder;
+use crate::{bail, Result};
+use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -32,7 +33,8 @@ pub struct LabelDropout {
     pub prob: f64,
 }
 
-/// Draws timesteps, label drops and noise for `step`.
+/// Draws timesteps, label drops and noise (in `dtype` on `device`) for `step`.
+#[allow(clippy::too_many_arguments)]
 pub fn draw(
     seed: u64,
     step: u64,
@@ -40,6 +42,7 @@ pub fn draw(
     shape: &[usize],
     num_timesteps: usize,
     dropout: LabelDropout,
+    dtype: DType,
     device: &Device,
 ) -> Result<StepDraws> {
     let n = labels.len();
@@ -48,19 +51,18 @@ pub fn draw(
     let t: Vec<u32> = (0..n)
         .map(|_| rng.gen_range(0..num_timesteps as u32))
         .collect();
-    let y: Vec<u32> = labels
+    // Drawn only when there is a null class to drop to.
+    let drop: Vec<bool> = labels
         .iter()
-        .map(|&label| match dropout.null_class {
-            Some(null) if rng.gen::<f64>() < dropout.prob => null,
-            _ => label,
-        })
+        .map(|_| dropout.null_class.is_some() && rng.gen::<f64>() < dropout.prob)
         .collect();
+    let y = LabelEmbedder::token_drop(labels, &drop, dropout.null_class);
     // Per-sample noise streams keyed by the global sample number.
     let mut noise = NoiseSource::new(seed ^ NOISE_SALT, step * n as u64, n);
     Ok(StepDraws {
         t: Tensor::new(t, device)?,
         y: Tensor::new(y, device)?,
-        noise: noise.draw(shape, candle_core::DType::F32, device)?,
+        noise: noise.draw(shape, dtype, device)?,
     })
 }
 
@@ -69,7 +71,7 @@ pub fn draw(
 pub fn latent_sample(seed: u64, step: u64, moments: &Tensor, scale: f64) -> Result<Tensor> {
     let (n, c2, h, w) = moments.dims4()?;
     if c2 % 2 != 0 {
-        anyhow::bail!("latent moments must have an even channel count (mean, logvar), got {c2}");
+        bail!("latent moments must have an even channel count (mean, logvar), got {c2}");
     }
     let mean = moments.narrow(1, 0, c2 / 2)?;
     let std = (moments.narrow(1, c2 / 2, c2 / 2)? * 0.5)?.exp()?;

@@ -1,19 +1,26 @@
-//! The training loop: diffusion loss, AdamW, EMA, checkpoints, records.
+//! The training run: set up (fresh or resumed), then steps of diffusion loss,
+//! AdamW and EMA, with checkpoints, records and preview grids between them.
+//!
+//! [`TrainRun`] holds one run's state; its pieces ([`TrainRun::setup`],
+//! [`TrainRun::step`], [`TrainRun::save_checkpoint`],
+//! [`TrainRun::write_preview`]) are usable on their own, and
+//! [`TrainRun::run`] strings them together as `dit train` does.
 
+use super::adamw::{AdamW, AdamWConfig};
 use super::checkpoint::{checkpoint_path, DataSpec, TrainCheckpoint, TrainState};
 use super::config::TrainConfig;
-use super::records::Records;
+use super::ema::Ema;
+use super::records::{Records, StepFigures, TrainObserver};
 use super::step_noise;
+use crate::compute::Compute;
 use crate::data::{Dataset, Loader, LoaderConfig, LoaderState};
 use crate::diffusion::{DiffusionConfig, GaussianDiffusion};
 use crate::model::params::initial_tensors;
 use crate::model::{Dit, DitConfig};
-use crate::ops::adamw::{AdamW, AdamWConfig};
-use crate::ops::ema::Ema;
 use crate::sample::{images, Generator, SampleSettings};
-use anyhow::{bail, Context, Result};
+use crate::{bail, Context, Result};
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,10 +37,9 @@ pub struct TrainJob {
     pub out_dir: PathBuf,
     /// A checkpoint to continue from.
     pub resume: Option<PathBuf>,
-    pub device: Device,
+    /// Where and in which precision to compute (master weights stay f32).
+    pub compute: Compute,
     pub skip_bad_images: bool,
-    /// Show a progress bar (off in tests).
-    pub progress: bool,
     /// Latent-space training: each dataset sample holds VAE posterior
     /// moments `[mean, logvar]` (2C channels) and the trainer draws
     /// `z = scale·(mean + exp(logvar/2)·ε)` afresh every step.
@@ -50,127 +56,185 @@ pub struct TrainOutcome {
     pub skipped_images: usize,
 }
 
+/// One step's results.
+#[derive(Clone, Copy, Debug)]
+pub struct StepOutcome {
+    /// Steps completed, this one included.
+    pub step: u64,
+    pub figures: StepFigures,
+}
+
 /// Runs (or continues) training until `train.steps`.
-pub fn train(job: TrainJob) -> Result<TrainOutcome> {
-    let started = Instant::now();
-    let data = DataSpec {
-        source: job.data_source.clone(),
-        sample_shape: job.dataset.sample_shape(),
-        class_names: job.dataset.class_names().to_vec(),
-    };
-    check_model_fits_data(&job.model, &data, job.latent_scale.is_some())?;
-    let diffusion = GaussianDiffusion::new(&job.diffusion)?;
-    if job.diffusion.learn_sigma() != job.model.learn_sigma {
-        bail!("the model's learn_sigma and the diffusion's variance type disagree");
-    }
+pub fn train(job: TrainJob, observer: &mut dyn TrainObserver) -> Result<TrainOutcome> {
+    TrainRun::setup(job)?.run(observer)
+}
 
-    let (tensors, ema_tensors, optimizer_state, start) = match &job.resume {
-        Some(path) => {
-            let ckpt = TrainCheckpoint::load(path, &job.device)?;
-            check_resume(&job, &data, &ckpt, path)?;
-            (
-                ckpt.params,
-                Some(ckpt.ema),
-                Some(ckpt.optimizer),
-                (ckpt.state.step, ckpt.state.loader),
-            )
+/// A run in progress: the model's parameters, optimiser, EMA, data stream
+/// and records, at a step.
+pub struct TrainRun {
+    job: TrainJob,
+    data: DataSpec,
+    diffusion: GaussianDiffusion,
+    /// Trainable parameters in a fixed (sorted) order.
+    params: Vec<(String, Var)>,
+    model: Dit,
+    optimizer: AdamW,
+    ema: Ema,
+    loader: Loader,
+    records: Records,
+    /// Steps completed.
+    step: u64,
+    last_checkpoint: Option<PathBuf>,
+}
+
+impl TrainRun {
+    /// Checks the job, then builds the model (fresh from the seed, or from
+    /// `job.resume` with its optimiser, EMA and data position).
+    pub fn setup(job: TrainJob) -> Result<Self> {
+        let data = DataSpec {
+            source: job.data_source.clone(),
+            sample_shape: job.dataset.sample_shape(),
+            class_names: job.dataset.class_names().to_vec(),
+        };
+        check_model_fits_data(&job.model, &data, job.latent_scale.is_some())?;
+        if job.diffusion.learn_sigma() != job.model.learn_sigma {
+            bail!("the model's learn_sigma and the diffusion's variance type disagree");
         }
-        None => {
-            refuse_existing_run(&job.out_dir)?;
-            let mut t = initial_tensors(&job.model, job.train.seed, &job.device, DType::F32)?;
-            t.remove("pos_embed");
-            (t, None, None, (0, LoaderState::default()))
-        }
-    };
-    let (start_step, loader_state) = start;
-    std::fs::create_dir_all(job.out_dir.join("checkpoints"))
-        .with_context(|| format!("creating {}", job.out_dir.display()))?;
+        let device = &job.compute.device;
+        let diffusion = GaussianDiffusion::new(&job.diffusion)?.to_device(device)?;
+        let master = job.compute.master_dtype();
 
-    // Trainable parameters as Vars, in a fixed (sorted) order.
-    let mut names: Vec<&String> = tensors.keys().collect();
-    names.sort();
-    let params: Vec<(String, Var)> = names
-        .into_iter()
-        .map(|n| Ok((n.clone(), Var::from_tensor(&tensors[n])?)))
-        .collect::<Result<_>>()?;
-    let model_tensors: HashMap<String, Tensor> = params
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-        .collect();
-    let model = Dit::from_tensors(job.model.clone(), &model_tensors)?;
+        let (tensors, resumed) = match &job.resume {
+            Some(path) => {
+                let ckpt = TrainCheckpoint::load(path, device)?;
+                check_resume(&job, &data, &ckpt, path)?;
+                let params = ckpt.params.clone();
+                (params, Some(ckpt))
+            }
+            None => {
+                refuse_existing_run(&job.out_dir)?;
+                let mut t = initial_tensors(&job.model, job.train.seed, device, master)?;
+                t.remove("pos_embed");
+                (t, None)
+            }
+        };
+        std::fs::create_dir_all(job.out_dir.join("checkpoints"))
+            .with_context(|| format!("creating {}", job.out_dir.display()))?;
 
-    let t = &job.train;
-    let adam_config = AdamWConfig {
-        lr: t.lr,
-        beta1: t.beta1,
-        beta2: t.beta2,
-        eps: t.eps,
-        weight_decay: t.weight_decay,
-    };
-    let mut optimizer = AdamW::new(params.clone(), adam_config)?;
-    let mut ema = Ema::new(&params, t.ema_decay)?;
-    if let Some(state) = &optimizer_state {
-        optimizer
-            .load_state(state)
-            .context("restoring the optimizer state")?;
+        let mut names: Vec<&String> = tensors.keys().collect();
+        names.sort();
+        let params: Vec<(String, Var)> = names
+            .into_iter()
+            .map(|n| Ok((n.clone(), Var::from_tensor(&tensors[n].to_dtype(master)?)?)))
+            .collect::<Result<_>>()?;
+        let model_tensors: HashMap<String, Tensor> = params
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect();
+        let model = Dit::from_tensors(job.model.clone(), &model_tensors)?
+            .with_precision(job.compute.precision);
+
+        let t = &job.train;
+        let mut optimizer = AdamW::new(
+            params.clone(),
+            AdamWConfig {
+                lr: t.lr,
+                beta1: t.beta1,
+                beta2: t.beta2,
+                eps: t.eps,
+                weight_decay: t.weight_decay,
+            },
+        )?;
+        let mut ema = Ema::new(&params, t.ema_decay)?;
+        let (step, loader_state) = match &resumed {
+            Some(ckpt) => {
+                optimizer
+                    .load_state(&ckpt.optimizer)
+                    .context("restoring the optimizer state")?;
+                ema.load_state(&ckpt.ema)
+                    .context("restoring the EMA weights")?;
+                (ckpt.state.step, ckpt.state.loader)
+            }
+            None => (0, LoaderState::default()),
+        };
+        let loader = Loader::new(
+            job.dataset.clone(),
+            LoaderConfig {
+                flip: t.flip,
+                skip_bad_images: job.skip_bad_images,
+                ..LoaderConfig::new(t.batch_size, t.seed)
+            },
+            loader_state,
+            device,
+        )?;
+        let records = Records::open(&job.out_dir, t.steps)?;
+        Ok(Self {
+            last_checkpoint: job.resume.clone(),
+            data,
+            diffusion,
+            params,
+            model,
+            optimizer,
+            ema,
+            loader,
+            records,
+            step,
+            job,
+        })
     }
-    if let Some(weights) = &ema_tensors {
-        ema.load_state(weights)
-            .context("restoring the EMA weights")?;
+
+    /// Steps completed so far.
+    pub fn steps_done(&self) -> u64 {
+        self.step
     }
 
-    let loader_config = LoaderConfig {
-        flip: t.flip,
-        skip_bad_images: job.skip_bad_images,
-        ..LoaderConfig::new(t.batch_size, t.seed)
-    };
-    let mut loader = Loader::new(
-        job.dataset.clone(),
-        loader_config,
-        loader_state,
-        &job.device,
-    )?;
-    let mut records = Records::open(&job.out_dir, start_step, t.steps, job.progress)?;
-    let null_class = job.model.null_class();
-    let mut last_checkpoint = job.resume.clone();
-    let mut tail_losses = Vec::new();
-    let tail_from = start_step + (t.steps - start_step.min(t.steps)) * 9 / 10;
-
-    for step in start_step..t.steps {
-        let batch = loader.next_batch()?;
-        let labels = batch.y.to_vec1::<u32>()?;
-        let x0 = match job.latent_scale {
+    /// One optimisation step: a batch, its loss, the gradients (clipped when
+    /// asked), AdamW and the EMA. A non-finite loss stops the run before
+    /// anything is updated, naming the step and the last good checkpoint.
+    pub fn step(&mut self) -> Result<StepOutcome> {
+        let t = &self.job.train;
+        let step = self.step;
+        let device = &self.job.compute.device;
+        let batch = self.loader.next_batch()?;
+        let x0 = match self.job.latent_scale {
             Some(scale) => step_noise::latent_sample(t.seed, step, &batch.x, scale)?,
             None => batch.x,
         };
         let draws = step_noise::draw(
             t.seed,
             step,
-            &labels,
+            &batch.labels,
             x0.dims(),
-            job.diffusion.num_timesteps,
+            self.job.diffusion.num_timesteps,
             step_noise::LabelDropout {
-                null_class,
-                prob: job.model.class_dropout_prob,
+                null_class: self.job.model.null_class(),
+                prob: self.job.model.class_dropout_prob,
             },
-            &job.device,
+            x0.dtype(),
+            device,
         )?;
-        let terms = diffusion.training_losses(
-            |x_t, t| {
-                model
-                    .forward(x_t, t, &draws.y)
-                    .map_err(candle_core::Error::wrap)
-            },
+        let model = &self.model;
+        let terms = self.diffusion.training_losses(
+            |x_t, t| model.forward(x_t, t, &draws.y),
             &x0,
             &draws.t,
             &draws.noise,
         )?;
         let loss = terms.loss.mean_all()?;
-        let loss_value = loss.to_scalar::<f32>()? as f64;
+        // The step's scalars in one read from the device.
+        let mut scalars = vec![loss.clone(), terms.mse.mean_all()?];
+        if let Some(vb) = &terms.vb {
+            scalars.push(vb.mean_all()?);
+        }
+        let scalars = Tensor::stack(&scalars, 0)?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
+        let loss_value = scalars[0] as f64;
         if !loss_value.is_finite() {
-            let kept = last_checkpoint
+            let kept = self
+                .last_checkpoint
                 .as_ref()
-                .map_or("none was written yet".to_string(), |p: &PathBuf| {
+                .map_or("none was written yet".to_string(), |p| {
                     p.display().to_string()
                 });
             bail!(
@@ -180,72 +244,154 @@ pub fn train(job: TrainJob) -> Result<TrainOutcome> {
             );
         }
         let mut grads = loss.backward()?;
-        let grad_norm = global_norm(&grads, &params)?;
+        let grad_norm = global_norm(&grads, &self.params)?;
         if let Some(max) = t.grad_clip.filter(|max| grad_norm > *max) {
-            scale_grads(&mut grads, &params, max / grad_norm)?;
+            scale_grads(&mut grads, &self.params, max / grad_norm)?;
         }
-        optimizer.set_lr(t.lr_at(step));
-        optimizer.step(&grads)?;
-        ema.set_decay(t.ema_decay_at(step));
-        ema.update(&params)?;
-
-        let done = step + 1;
-        let mse = terms.mse.mean_all()?.to_scalar::<f32>()? as f64;
-        let vb = match &terms.vb {
-            Some(vb) => vb.mean_all()?.to_scalar::<f32>()? as f64,
-            None => 0.0,
-        };
-        if step >= tail_from {
-            tail_losses.push(loss_value);
-        }
-        records.step(
-            done,
-            loss_value,
-            mse,
-            vb,
-            t.lr_at(step),
-            grad_norm,
-            batch.epoch,
-        )?;
-
-        let last = done == t.steps;
-        if t.sample_every > 0 && (done % t.sample_every == 0 || last) {
-            let path = write_sample_grid(&job, &ema, done)?;
-            records.note(&format!("samples: {}", path.display()));
-        }
-        if done % t.checkpoint_every.max(1) == 0 || last {
-            let path = checkpoint_path(&job.out_dir, done);
-            TrainCheckpoint {
-                model_config: job.model.clone(),
-                diffusion: job.diffusion.clone(),
-                state: TrainState {
-                    step: done,
-                    loader: loader.state(),
-                    data: data.clone(),
-                    train: t.clone(),
-                },
-                params: params
-                    .iter()
-                    .map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?)))
-                    .collect::<Result<_>>()?,
-                ema: ema.tensors()?,
-                optimizer: optimizer.state()?,
-            }
-            .save(&path)?;
-            records.checkpoint(done)?;
-            last_checkpoint = Some(path);
-        }
+        let lr = t.lr_at(step);
+        self.optimizer.set_lr(lr);
+        self.optimizer.step(&grads)?;
+        self.ema.set_decay(t.ema_decay_at(step));
+        self.ema.update(&self.params)?;
+        self.step = step + 1;
+        Ok(StepOutcome {
+            step: self.step,
+            figures: StepFigures {
+                loss: loss_value,
+                mse: scalars[1] as f64,
+                vb: scalars.get(2).map_or(0.0, |&v| v as f64),
+                lr,
+                grad_norm,
+                epoch: batch.epoch,
+            },
+        })
     }
-    records.finish();
-    let last_checkpoint =
-        last_checkpoint.context("nothing to do: the run already reached --steps")?;
-    Ok(TrainOutcome {
-        steps: t.steps,
-        last_checkpoint,
-        final_loss: tail_losses.iter().sum::<f64>() / tail_losses.len().max(1) as f64,
-        seconds: started.elapsed().as_secs_f64(),
-        skipped_images: loader.skipped_images().len(),
-    })
+
+    /// Writes a checkpoint of the current step (atomically) and redraws the
+    /// records; returns its path.
+    pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        let path = checkpoint_path(&self.job.out_dir, self.step);
+        TrainCheckpoint {
+            model_config: self.job.model.clone(),
+            diffusion: self.job.diffusion.clone(),
+            state: TrainState {
+                step: self.step,
+                loader: self.loader.state(),
+                data: self.data.clone(),
+                train: self.job.train.clone(),
+            },
+            params: self
+                .params
+                .iter()
+                .map(|(n, v)| Ok((n.clone(), v.as_tensor().detach().copy()?)))
+                .collect::<Result<_>>()?,
+            ema: self.ema.tensors()?,
+            optimizer: self.optimizer.state()?,
+        }
+        .save(&path)?;
+        self.records.checkpoint()?;
+        self.last_checkpoint = Some(path.clone());
+        Ok(path)
+    }
+
+    /// Whether this run draws preview grids: pixel-space runs only, since
+    /// the trainer has no VAE decoder for latents.
+    pub fn previews_enabled(&self) -> bool {
+        self.job.train.sample_every > 0 && self.job.latent_scale.is_none()
+    }
+
+    /// One row per class (up to 10 classes), 4 samples each, from the EMA
+    /// model: `samples/step-N.png` and `samples/latest.png`. `None` for
+    /// latent-space runs.
+    pub fn write_preview(&self) -> Result<Option<PathBuf>> {
+        if self.job.latent_scale.is_some() {
+            return Ok(None);
+        }
+        let job = &self.job;
+        // Detached: sampling must not record an autograd graph.
+        let weights = self
+            .ema
+            .tensors()?
+            .into_iter()
+            .map(|(k, t)| (k, t.detach()))
+            .collect();
+        let model =
+            Dit::from_tensors(job.model.clone(), &weights)?.with_precision(job.compute.precision);
+        let classes = job.model.num_classes.min(10);
+        let per_class = 4;
+        let labels: Vec<u32> = (0..classes)
+            .flat_map(|c| {
+                std::iter::repeat_n((c * job.model.num_classes / classes) as u32, per_class)
+            })
+            .collect();
+        let cfg_scale = if job.model.null_class().is_some() {
+            job.train.sample_cfg_scale
+        } else {
+            1.0
+        };
+        let settings = SampleSettings {
+            steps: job.train.sample_steps.clone(),
+            sampler: crate::diffusion::Sampler::DpmSolverPP2M,
+            cfg_scale,
+            seed: job.train.seed,
+            // Pixel space: keep x̂0 in the data range, as ADM's pixel samplers do;
+            // early in training the unclipped estimate at large t is far outside it.
+            clip_denoised: true,
+            ..Default::default()
+        };
+        let generator = Generator::new(&model, &job.diffusion, settings)?;
+        let samples = generator.generate(&labels, 0, &mut |_, _| {})?;
+        let grid = image::DynamicImage::ImageRgb8(images::grid(&samples, per_class)?);
+        let dir = job.out_dir.join("samples");
+        std::fs::create_dir_all(&dir).map_err(|e| crate::Error::file(&dir, e))?;
+        let path = dir.join(format!("step-{:07}.png", self.step));
+        images::save_png(&path, &grid)?;
+        images::save_png(&dir.join("latest.png"), &grid)?;
+        Ok(Some(path))
+    }
+
+    /// Steps until `train.steps`, with checkpoints, records and previews at
+    /// their intervals and at the end.
+    pub fn run(mut self, observer: &mut dyn TrainObserver) -> Result<TrainOutcome> {
+        let started = Instant::now();
+        let total = self.job.train.steps;
+        let first = self.step;
+        let tail_from = first + (total - first.min(total)) * 9 / 10;
+        let mut tail_losses = Vec::new();
+        observer.start(first, total);
+        while self.step < total {
+            let outcome = self.step()?;
+            let done = outcome.step;
+            if done > tail_from {
+                tail_losses.push(outcome.figures.loss);
+            }
+            let logged = self.records.step(done, outcome.figures)?;
+            observer.step(done, logged.as_ref());
+            let t = &self.job.train;
+            let last = done == total;
+            if self.previews_enabled() && (done % t.sample_every == 0 || last) {
+                if let Some(path) = self.write_preview()? {
+                    observer.note(&format!("samples: {}", path.display()));
+                }
+            }
+            if done % t.checkpoint_every.max(1) == 0 || last {
+                self.save_checkpoint()?;
+                observer.note(&format!("checkpoint at step {done}"));
+            }
+        }
+        observer.finish();
+        let last_checkpoint = self
+            .last_checkpoint
+            .clone()
+            .context("nothing to do: the run already reached --steps")?;
+        Ok(TrainOutcome {
+            steps: total,
+            last_checkpoint,
+            final_loss: tail_losses.iter().sum::<f64>() / tail_losses.len().max(1) as f64,
+            seconds: started.elapsed().as_secs_f64(),
+            skipped_images: self.loader.skipped_images().len(),
+        })
+    }
 }
 
 fn check_model_fits_data(model: &DitConfig, data: &DataSpec, latent: bool) -> Result<()> {
@@ -303,7 +449,12 @@ fn check_resume(
     }
     let (old, new) = (&ckpt.state.train, &job.train);
     if old.batch_size != new.batch_size || old.seed != new.seed || old.flip != new.flip {
-        bail!("cannot resume from {p}: batch size, seed and flips must stay as they were ({}, {}, {})", old.batch_size, old.seed, old.flip);
+        bail!(
+            "cannot resume from {p}: batch size, seed and flips must stay as they were ({}, {}, {})",
+            old.batch_size,
+            old.seed,
+            old.flip
+        );
     }
     Ok(())
 }
@@ -324,17 +475,18 @@ fn refuse_existing_run(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The global gradient norm, with one read from the device: each gradient's
+/// sum of squares is reduced where it lives, then all of them come back at once.
 fn global_norm(grads: &GradStore, params: &[(String, Var)]) -> Result<f64> {
-    let mut sum = 0.0;
-    for (_, v) in params {
-        if let Some(g) = grads.get(v.as_tensor()) {
-            sum += g
-                .sqr()?
-                .sum_all()?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?;
-        }
+    let squares = params
+        .iter()
+        .filter_map(|(_, v)| grads.get(v.as_tensor()))
+        .map(|g| Ok(g.sqr()?.sum_all()?.to_dtype(DType::F64)?))
+        .collect::<Result<Vec<_>>>()?;
+    if squares.is_empty() {
+        return Ok(0.0);
     }
+    let sum: f64 = Tensor::stack(&squares, 0)?.to_vec1::<f64>()?.iter().sum();
     Ok(sum.sqrt())
 }
 
@@ -345,44 +497,4 @@ fn scale_grads(grads: &mut GradStore, params: &[(String, Var)], factor: f64) -> 
         }
     }
     Ok(())
-}
-
-/// One row per class (up to 10 classes), 8 samples each, from the EMA model.
-fn write_sample_grid(job: &TrainJob, ema: &Ema, step: u64) -> Result<PathBuf> {
-    // Detached: sampling must not record an autograd graph.
-    let weights = ema
-        .tensors()?
-        .into_iter()
-        .map(|(k, t)| (k, t.detach()))
-        .collect();
-    let model = Dit::from_tensors(job.model.clone(), &weights)?;
-    let classes = job.model.num_classes.min(10);
-    let per_class = 4;
-    let labels: Vec<u32> = (0..classes)
-        .flat_map(|c| std::iter::repeat_n((c * job.model.num_classes / classes) as u32, per_class))
-        .collect();
-    let cfg_scale = if job.model.null_class().is_some() {
-        job.train.sample_cfg_scale
-    } else {
-        1.0
-    };
-    let settings = SampleSettings {
-        steps: job.train.sample_steps.clone(),
-        sampler: crate::diffusion::Sampler::DpmSolverPP2M,
-        cfg_scale,
-        seed: job.train.seed,
-        // Pixel space: keep x̂0 in the data range, as ADM's pixel samplers do;
-        // early in training the unclipped estimate at large t is far outside it.
-        clip_denoised: true,
-        ..Default::default()
-    };
-    let generator = Generator::new(&model, &job.diffusion, settings)?;
-    let samples = generator.generate(&labels, 0, &mut |_, _| {})?;
-    let grid = image::DynamicImage::ImageRgb8(images::grid(&samples, per_class)?);
-    let dir = job.out_dir.join("samples");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("step-{step:07}.png"));
-    images::save_png(&path, &grid)?;
-    images::save_png(&dir.join("latest.png"), &grid)?;
-    Ok(path)
 }

@@ -1,7 +1,7 @@
 //! The single-head spatial self-attention of the VAE's mid block.
 
 use super::weights::Weights;
-use anyhow::Result;
+use crate::Result;
 use candle_core::{Module, Tensor};
 use candle_nn::{GroupNorm, Linear};
 

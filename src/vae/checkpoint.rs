@@ -2,9 +2,9 @@
 
 use super::config::VaeConfig;
 use super::params::param_specs;
-use crate::model::checkpoint::safetensors_file::{read_header, read_tensors};
+use crate::formats::safetensors_file::{read_header, read_tensors};
 use crate::model::params::unexpected_names;
-use anyhow::{bail, Context, Result};
+use crate::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

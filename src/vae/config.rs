@@ -1,6 +1,6 @@
 //! AutoencoderKL hyper-parameters, read from diffusers' `config.json`.
 
-use anyhow::{bail, Context, Result};
+use crate::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

@@ -4,9 +4,10 @@
 //! small GEMMs; here the padded image is laid out with row stride W+2, so each
 //! of the nine taps is one large GEMM over a *contiguous shifted view* of it
 //! (no im2col copy). The two extra columns per output row are computed and
-//! dropped. Other devices use candle's conv2d.
+//! dropped. Where [`route`] has no kernel, candle's conv2d runs.
 
-use anyhow::{ensure, Result};
+use crate::ops::route::{route, route_for, Kernels, Route};
+use crate::{ensure, Result};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig};
 
@@ -26,7 +27,7 @@ impl Conv3x3 {
             kh == 3 && kw == 3,
             "Conv3x3 needs a 3×3 kernel, got {kh}×{kw}"
         );
-        let cpu = if weight.device().is_cpu() {
+        let cpu = if route(weight.device(), DType::F32, Kernels::CPU_F32) == Route::CpuKernel {
             // Tap-major (9, c_out, c_in) so each tap's matrix is contiguous.
             let taps = weight
                 .to_dtype(DType::F32)?
@@ -56,7 +57,9 @@ impl Conv3x3 {
 impl Module for Conv3x3 {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.cpu {
-            Some(op) if x.device().is_cpu() && x.dtype() == DType::F32 => x.apply_op1_no_bwd(op),
+            Some(op) if route_for(x, Kernels::CPU_F32) == Route::CpuKernel => {
+                x.apply_op1_no_bwd(op)
+            }
             _ => self.conv.forward(x),
         }
     }

@@ -6,7 +6,7 @@ use super::mid_block::MidBlock;
 use super::resnet::ResnetBlock;
 use super::sampling::Downsample;
 use super::weights::Weights;
-use anyhow::Result;
+use crate::Result;
 use candle_core::{Module, Tensor};
 use candle_nn::GroupNorm;
 

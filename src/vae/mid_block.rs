@@ -3,7 +3,7 @@
 use super::attention::AttentionBlock;
 use super::resnet::ResnetBlock;
 use super::weights::Weights;
-use anyhow::Result;
+use crate::Result;
 use candle_core::Tensor;
 
 /// resnet → attention → resnet at constant width (diffusers' `UNetMidBlock2D`

@@ -6,7 +6,7 @@
 //! its output with `vae.decode(&vae.from_latent(&x)?)`.
 //!
 //! ```no_run
-//! # fn main() -> anyhow::Result<()> {
+//! # fn main() -> dit::Result<()> {
 //! use dit::vae::Vae;
 //! let device = candle_core::Device::Cpu;
 //! let vae = Vae::load("sd-vae-ft-mse", &device)?;
@@ -32,7 +32,7 @@ pub mod weights;
 pub use config::VaeConfig;
 pub use posterior::Posterior;
 
-use anyhow::{bail, Result};
+use crate::{bail, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::Conv2d;
 use decoder::Decoder;
@@ -49,6 +49,7 @@ pub struct Vae {
     decoder: Decoder,
     quant_conv: Option<Conv2d>,
     post_quant_conv: Option<Conv2d>,
+    device: Device,
 }
 
 impl Vae {
@@ -102,12 +103,18 @@ impl Vae {
             decoder: Decoder::new(&w.pp("decoder"), &config)?,
             quant_conv,
             post_quant_conv,
+            device: w.device()?,
             config,
         })
     }
 
     pub fn config(&self) -> &VaeConfig {
         &self.config
+    }
+
+    /// Where the weights live (and encoding and decoding run).
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Images (N, in_channels, H, W) in [-1, 1] → posterior over raw latents

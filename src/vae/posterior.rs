@@ -1,6 +1,6 @@
 //! The encoder's diagonal Gaussian over latents, q(z | x).
 
-use anyhow::{bail, Result};
+use crate::{bail, Result};
 use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;

@@ -2,7 +2,7 @@
 
 use super::conv::Conv3x3;
 use super::weights::Weights;
-use anyhow::Result;
+use crate::Result;
 use candle_core::{Module, Tensor};
 use candle_nn::Conv2d;
 

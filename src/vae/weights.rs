@@ -1,7 +1,7 @@
 //! Named-tensor lookup while assembling the network from a checked state dict.
 
 use super::conv::Conv3x3;
-use anyhow::{Context, Result};
+use crate::{Context, Result};
 use candle_core::Tensor;
 use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear};
 use std::collections::HashMap;
@@ -38,6 +38,15 @@ impl<'a> Weights<'a> {
             .get(&key)
             .cloned()
             .with_context(|| format!("missing VAE parameter '{key}'"))
+    }
+
+    /// The device the tensors are on (they are all on one).
+    pub fn device(&self) -> Result<candle_core::Device> {
+        self.tensors
+            .values()
+            .next()
+            .map(|t| t.device().clone())
+            .ok_or_else(|| crate::err!("the VAE state dict is empty"))
     }
 
     pub fn contains(&self, name: &str) -> bool {

@@ -1,6 +1,7 @@
 //! DDIM sampling step (Song et al. 2021, eq. 12).
 
-use candle_core::{Result, Tensor};
+use crate::Result;
+use candle_core::Tensor;
 
 use crate::diffusion::gaussian::GaussianDiffusion;
 
@@ -36,8 +37,8 @@ impl GaussianDiffusion {
             return Ok(mean);
         }
         let Some(noise) = noise else {
-            candle_core::bail!("DDIM step with eta {eta} at timestep {k} needs noise")
+            crate::bail!("DDIM step with eta {eta} at timestep {k} needs noise")
         };
-        mean + (noise * sigma)?
+        Ok((mean + (noise * sigma)?)?)
     }
 }

@@ -1,6 +1,7 @@
 //! Ancestral (DDPM) sampling step.
 
-use candle_core::{Result, Tensor};
+use crate::Result;
+use candle_core::Tensor;
 
 use crate::diffusion::gaussian::GaussianDiffusion;
 
@@ -23,9 +24,9 @@ impl GaussianDiffusion {
             return Ok(moments.mean);
         }
         let Some(noise) = noise else {
-            candle_core::bail!("DDPM step at timestep {k} needs noise")
+            crate::bail!("DDPM step at timestep {k} needs noise")
         };
         let std = (moments.log_variance * 0.5)?.exp()?;
-        moments.mean + (std * noise)?
+        Ok((moments.mean + (std * noise)?)?)
     }
 }

@@ -26,7 +26,8 @@
 //! first-order step and D = (1 + 1/(2r))·x̂0_k − 1/(2r)·x̂0_{k+1} with
 //! r = (λ_k − λ_{k+1})/h for a second-order one.
 
-use candle_core::{Result, Tensor};
+use crate::Result;
+use candle_core::Tensor;
 
 use crate::diffusion::gaussian::GaussianDiffusion;
 

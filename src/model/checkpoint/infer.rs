@@ -2,10 +2,9 @@
 //! carry no configuration (official `.pt` checkpoints).
 
 use crate::model::config::DitConfig;
-use anyhow::{bail, Context, Result};
-use std::collections::HashMap;
+use crate::{bail, Context, Result};
 
-pub type Shapes = HashMap<String, Vec<usize>>;
+pub use crate::formats::safetensors_file::Shapes;
 
 fn shape<'a>(shapes: &'a Shapes, key: &str) -> Result<&'a [usize]> {
     shapes.get(key).map(Vec::as_slice).with_context(|| {

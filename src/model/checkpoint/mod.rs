@@ -6,11 +6,11 @@
 pub mod diffusers;
 pub mod infer;
 pub mod pytorch;
-pub mod safetensors_file;
 
 use super::config::DitConfig;
 use super::params::check_shapes;
-use anyhow::{bail, Context, Result};
+use crate::formats::safetensors_file;
+use crate::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use infer::{infer_config, Shapes};
 pub use pytorch::WeightSet;
@@ -39,6 +39,9 @@ impl Default for LoadOptions {
 /// `format` metadata of `dit train` checkpoints, whose tensors are the raw
 /// weights under [`MODEL_PREFIX`], the EMA under [`EMA_PREFIX`] and the
 /// optimizer state.
+/// Metadata key under which the model configuration is stored as JSON.
+pub const CONFIG_KEY: &str = "dit_config";
+
 pub const TRAINING_FORMAT: &str = "dit-train";
 pub const MODEL_PREFIX: &str = "model.";
 pub const EMA_PREFIX: &str = "ema.";
@@ -112,7 +115,7 @@ fn inspect_unchecked(path: &Path, opts: &LoadOptions) -> Result<CheckpointInfo> 
                 "this is a diffusers weight file: pass the folder holding it and its config.json"
             );
         }
-        let stored = match header.metadata.get(safetensors_file::CONFIG_KEY) {
+        let stored = match header.metadata.get(CONFIG_KEY) {
             Some(json) => Some(
                 serde_json::from_str::<DitConfig>(json)
                     .context("the stored configuration is invalid")?,
@@ -214,10 +217,7 @@ pub fn read(
 pub fn save(path: &Path, config: &DitConfig, tensors: &HashMap<String, Tensor>) -> Result<()> {
     let metadata = HashMap::from([
         ("format".to_string(), "dit".to_string()),
-        (
-            safetensors_file::CONFIG_KEY.to_string(),
-            serde_json::to_string(config)?,
-        ),
+        (CONFIG_KEY.to_string(), serde_json::to_string(config)?),
     ]);
     crate::atomic_file::write_atomically(path, |tmp| {
         safetensors_file::write(tmp, tensors, metadata)

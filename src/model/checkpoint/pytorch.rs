@@ -2,7 +2,7 @@
 //! official `train.py` dictionaries `{"model", "ema", "opt", "args"}`.
 
 use super::infer::Shapes;
-use anyhow::{anyhow, bail, Result};
+use crate::{bail, Result};
 use candle_core::pickle::PthTensors;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
@@ -36,7 +36,7 @@ pub struct PickleCheckpoint {
 impl PickleCheckpoint {
     pub fn open(path: &Path, which: WeightSet) -> Result<Self> {
         let unreadable = |e: candle_core::Error| {
-            anyhow!("{} is not a readable PyTorch checkpoint (truncated, corrupt, or not a torch.save zip file): {e}", path.display())
+            crate::err!("{} is not a readable PyTorch checkpoint (truncated, corrupt, or not a torch.save zip file): {e}", path.display())
         };
         // A training dictionary has the weights under a key; a released
         // checkpoint is the state dict itself.
@@ -85,8 +85,8 @@ impl PickleCheckpoint {
             let t = self
                 .tensors
                 .get(name)
-                .map_err(|e| anyhow!("reading tensor '{name}': {e} (truncated file?)"))?
-                .ok_or_else(|| anyhow!("tensor '{name}' vanished while reading"))?;
+                .map_err(|e| crate::err!("reading tensor '{name}': {e} (truncated file?)"))?
+                .ok_or_else(|| crate::err!("tensor '{name}' vanished while reading"))?;
             out.insert(name[self.prefix.len()..].to_string(), t.to_device(device)?);
         }
         Ok(out)

@@ -1,0 +1,44 @@
+//! A linear layer `x·Wᵀ + b` in the official parameter layout, computed by
+//! the fused [`crate::ops::linear`].
+
+use crate::ops;
+use crate::Result;
+use candle_core::Tensor;
+
+/// `W` `(out, in)` and `b` `(out,)`, as `nn.Linear` stores them.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    pub fn new(weight: Tensor, bias: Tensor) -> Self {
+        Self { weight, bias }
+    }
+
+    /// `x·Wᵀ + b` over the last dim.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ops::linear(x, &self.weight, Some(&self.bias))
+    }
+
+    /// `x·Wᵀ` without the bias: the adaLN-Zero blocks add the bias of a
+    /// branch's last layer inside the gated residual instead.
+    pub fn forward_without_bias(&self, x: &Tensor) -> Result<Tensor> {
+        ops::linear(x, &self.weight, None)
+    }
+
+    /// `x·Wᵀ + b` as candle's unfused product, as the official `nn.Linear`
+    /// computes it (for the small timestep MLP, where fusing gains nothing).
+    pub fn forward_unfused(&self, x: &Tensor) -> Result<Tensor> {
+        ops::linear_reference(x, &self.weight, Some(&self.bias))
+    }
+
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}

@@ -1,0 +1,138 @@
+//! The `dit` binary as a user runs it.
+
+use crate::support::model as common;
+
+use std::process::Command;
+
+fn dit(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dit"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn info_on_a_preset_needs_no_file() {
+    let (ok, stdout, _) = dit(&["info", "--model", "DiT-XL/2", "--image-size", "256"]);
+    assert!(ok);
+    assert!(
+        stdout.lines().any(|l| l == "parameters: 675129632"),
+        "{stdout}"
+    );
+    let (ok, stdout, _) = dit(&["info", "DiT-S/2"]);
+    assert!(ok && stdout.contains("parameters: 32963360"), "{stdout}");
+    let (ok, _, stderr) = dit(&["info", "--model", "DiT-Q/2"]);
+    assert!(
+        !ok && stderr.contains("DiT-Q/2") && stderr.contains("DiT-XL/8"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn convert_then_info_and_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tiny.safetensors");
+    let out_s = out.to_str().unwrap();
+    let pt = common::fixture("tiny_train.pt");
+    let (ok, stdout, stderr) = dit(&["convert", pt.to_str().unwrap(), out_s, "--num-heads", "2"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("wrote"), "{stdout}");
+    // The converted file records its configuration: heads are no longer guessed.
+    let (ok, stdout, _) = dit(&["info", out_s]);
+    assert!(
+        ok && stdout.contains("heads:        2 (head dim 32)") && !stdout.contains("inferred"),
+        "{stdout}"
+    );
+    let (ok, stdout, _) = dit(&["info", pt.to_str().unwrap()]);
+    assert!(ok && stdout.contains("inferred"), "{stdout}");
+
+    // A failed conversion leaves the existing output untouched.
+    let before = std::fs::read(&out).unwrap();
+    let bad = dir.path().join("bad.pt");
+    std::fs::write(&bad, "nope").unwrap();
+    let (ok, _, stderr) = dit(&["convert", bad.to_str().unwrap(), out_s]);
+    assert!(!ok && stderr.contains("bad.pt"), "{stderr}");
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    let (ok, _, stderr) = dit(&[
+        "convert",
+        pt.to_str().unwrap(),
+        dir.path().join("x.bin").to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains(".safetensors"), "{stderr}");
+}
+
+fn write_png(path: &std::path::Path, shade: u8) {
+    let img = image::GrayImage::from_fn(12, 12, |x, y| {
+        image::Luma([shade.wrapping_add((x * 7 + y * 3) as u8)])
+    });
+    img.save(path).unwrap();
+}
+
+#[test]
+fn train_reports_bad_images_and_bad_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (class, shade) in [("cats", 10u8), ("dogs", 200u8)] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..3 {
+            write_png(&data.join(class).join(format!("{i}.png")), shade + i as u8);
+        }
+    }
+    std::fs::write(
+        data.join("dogs/broken.png"),
+        b"\x89PNG\r\n\x1a\n not really",
+    )
+    .unwrap();
+    let base = |out: &str| -> Vec<String> {
+        let out = dir.path().join(out);
+        [
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--image-size",
+            "8",
+            "--channels",
+            "1",
+            "--steps",
+            "2",
+            "--batch-size",
+            "3",
+            "--depth",
+            "1",
+            "--hidden-size",
+            "32",
+            "--num-heads",
+            "1",
+            "--patch-size",
+            "4",
+            "--sample-every",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    // Two steps of 3 cover the whole epoch of 7, so the broken file is met.
+    let args = base("strict");
+    let (ok, _, stderr) = dit(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!ok && stderr.contains("broken.png"), "{stderr}");
+
+    let mut args = base("lenient");
+    args.push("--skip-bad-images".into());
+    let (ok, stdout, stderr) = dit(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("skipped 1 unreadable image"), "{stderr}");
+    assert!(stdout.contains("done: 2 steps"), "{stdout}");
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (ok, _, stderr) = dit(&["train", "--data", empty.to_str().unwrap(), "--steps", "1"]);
+    assert!(!ok && stderr.contains("empty"), "{stderr}");
+}
