@@ -82,6 +82,8 @@ pub fn read_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tens
 }
 
 /// Writes tensors with string metadata (contiguous copies, sorted keys).
+/// The same tensors and metadata always give the same bytes: the metadata
+/// keys are put in sorted order (see [`sort_metadata`]).
 pub fn write(
     path: &Path,
     tensors: &HashMap<String, Tensor>,
@@ -97,5 +99,49 @@ pub fn write(
         bail!("refusing to write an empty safetensors file");
     }
     safetensors::tensor::serialize_to_file(data, Some(metadata), path)
-        .with_context(|| format!("writing {}", path.display()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    sort_metadata(path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Rewrites a safetensors header with its metadata keys in sorted order.
+///
+/// The `safetensors` crate takes metadata as a `HashMap` and writes it in the
+/// map's iteration order, which is seeded per process: two runs writing the
+/// same checkpoint would differ in their header bytes. Reordering keys keeps
+/// the compact JSON's length, so the header is rewritten in place, padded
+/// with spaces to its original length as the format allows.
+fn sort_metadata(path: &Path) -> Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| crate::Error::file(path, e))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)?;
+    let mut header = vec![0u8; u64::from_le_bytes(len) as usize];
+    file.read_exact(&mut header)?;
+    let mut parsed: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)?;
+    let Some(metadata) = parsed.remove("__metadata__") else {
+        return Ok(());
+    };
+    let sorted: std::collections::BTreeMap<String, String> = serde_json::from_value(metadata)?;
+    // Tensor entries come back in a fixed order too; readers locate the data
+    // by their offsets, not by their place in the header.
+    let tensors_json = serde_json::to_string(&parsed)?;
+    let mut rebuilt = format!(
+        "{{\"__metadata__\":{}{}",
+        serde_json::to_string(&sorted)?,
+        match tensors_json.strip_prefix('{') {
+            Some(rest) if rest != "}" => format!(",{rest}"),
+            _ => "}".to_string(),
+        }
+    );
+    if rebuilt.len() > header.len() {
+        bail!("the sorted safetensors header is longer than the original");
+    }
+    rebuilt.push_str(&" ".repeat(header.len() - rebuilt.len()));
+    file.seek(SeekFrom::Start(8))?;
+    file.write_all(rebuilt.as_bytes())?;
+    Ok(())
 }

@@ -136,3 +136,117 @@ fn train_reports_bad_images_and_bad_folders() {
     let (ok, _, stderr) = dit(&["train", "--data", empty.to_str().unwrap(), "--steps", "1"]);
     assert!(!ok && stderr.contains("empty"), "{stderr}");
 }
+
+/// `dit` run in `cwd`.
+fn dit_in(cwd: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dit"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// A tiny model on the embedded data, 4 images a step.
+const TINY_EMBEDDED: [&str; 12] = [
+    "--depth",
+    "1",
+    "--hidden-size",
+    "32",
+    "--num-heads",
+    "2",
+    "--patch-size",
+    "8",
+    "--batch-size",
+    "4",
+    "--sample-every",
+    "0",
+];
+
+#[test]
+fn a_resumed_run_continues_in_its_own_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("elsewhere/run-a");
+    let run_s = run.to_str().unwrap();
+    let mut first = vec!["train", "--steps", "2", "--out", run_s];
+    first.extend(TINY_EMBEDDED);
+    let (ok, _, stderr) = dit_in(dir.path(), &first);
+    assert!(ok, "{stderr}");
+    // Resumed from another working directory, without --out.
+    let cwd = dir.path().join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let mut resumed = vec!["train", "--resume", run_s, "--steps", "4"];
+    resumed.extend(TINY_EMBEDDED);
+    let (ok, stdout, stderr) = dit_in(&cwd, &resumed);
+    assert!(ok, "{stderr}");
+    assert!(
+        run.join("checkpoints/step-0000004.safetensors").is_file(),
+        "{stdout}"
+    );
+    assert!(
+        !cwd.join("runs").exists(),
+        "the continuation went to ./runs"
+    );
+}
+
+#[test]
+fn bad_numbers_and_devices_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut train = vec!["train", "--steps", "1", "--out", run.to_str().unwrap()];
+    train.extend(TINY_EMBEDDED);
+    let (ok, _, stderr) = dit(&train);
+    assert!(ok, "{stderr}");
+    let ckpt = run.to_str().unwrap();
+    for scale in ["nan", "inf", "-inf"] {
+        let flag = format!("--cfg-scale={scale}");
+        let (ok, _, stderr) = dit_in(
+            dir.path(),
+            &["sample", "--ckpt", ckpt, "--class", "0", &flag],
+        );
+        assert!(
+            !ok && stderr.contains("guidance scale must be a finite number"),
+            "--cfg-scale {scale}: {stderr}"
+        );
+        assert!(
+            !dir.path().join("samples.png").exists(),
+            "an image was written"
+        );
+    }
+    let (ok, _, stderr) = dit(&["train", "--device", "tpu", "--steps", "1"]);
+    assert!(!ok && stderr.contains("unknown device 'tpu'"), "{stderr}");
+    let (ok, _, stderr) = dit(&["sample", "--ckpt", ckpt, "--precision", "f8"]);
+    assert!(!ok && stderr.contains("unknown precision 'f8'"), "{stderr}");
+    if !candle_core::utils::cuda_is_available() {
+        let (ok, _, stderr) = dit(&["sample", "--ckpt", ckpt, "--device", "cuda:0"]);
+        assert!(
+            !ok && stderr.contains("built without CUDA support"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_checkpoint_bytes() {
+    // Two processes: the metadata of a checkpoint is a hash map whose
+    // iteration order is seeded per process, so this also checks that the
+    // header is written in a fixed order.
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = Vec::new();
+    for run in ["a", "b"] {
+        let out = dir.path().join(run);
+        let mut args = vec!["train", "--steps", "3", "--out", out.to_str().unwrap()];
+        args.extend(TINY_EMBEDDED);
+        let (ok, _, stderr) = dit(&args);
+        assert!(ok, "{stderr}");
+        bytes.push(std::fs::read(out.join("checkpoints/step-0000003.safetensors")).unwrap());
+    }
+    assert!(
+        bytes[0] == bytes[1],
+        "two runs with seed 0 wrote different checkpoints"
+    );
+}
