@@ -89,10 +89,15 @@ pub struct SampleArgs {
     /// Images per grid row (default: √N rounded up).
     #[arg(long)]
     pub nrow: Option<usize>,
+    /// Write the grid as a contact sheet: each row labelled with its class
+    /// name, small images enlarged ×3, the settings in the title.
+    #[arg(long)]
+    pub sheet: bool,
     /// One PNG per image, named by global image index.
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
-    /// An .npz for the ADM evaluator: arr_0, uint8, (N, H, W, 3).
+    /// An .npz for the ADM evaluator: arr_0, uint8, (N, H, W, 3), with the
+    /// class of each image as `labels`.
     #[arg(long)]
     pub npz: Option<PathBuf>,
     #[command(flatten)]
@@ -227,7 +232,25 @@ pub fn run(args: SampleArgs) -> Result<()> {
     };
     if let Some(path) = &grid {
         let nrow = args.nrow.unwrap_or((n as f64).sqrt().ceil() as usize);
-        images.save_grid(path, nrow)?;
+        if args.sheet {
+            let title = format!(
+                "{} · {} {} steps · guidance {} · seed {}",
+                model.config().describe(),
+                args.sampler,
+                args.steps,
+                args.cfg_scale,
+                args.seed
+            );
+            let scale = if images.height.max(images.width) <= 64 {
+                3
+            } else {
+                1
+            };
+            let names = class_names(&ckpt, model.config().num_classes);
+            images.save_sheet(path, &title, names.as_ref(), nrow, scale)?;
+        } else {
+            images.save_grid(path, nrow)?;
+        }
         println!("wrote {} ({n} images)", path.display());
     }
     if let Some(dir) = &args.out_dir {

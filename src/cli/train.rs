@@ -205,6 +205,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ..dit
     };
     let (c, h, w) = dataset.sample_shape();
+    let num_classes = dataset.num_classes();
     println!(
         "training {} on {source}: {} images, {} classes, {c}×{h}×{w}",
         model.describe(),
@@ -262,7 +263,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
         outcome.last_checkpoint.display(),
         out.join("samples/latest.png").display()
     );
+    println!("{}", next_steps(&out, latent_scale.is_some(), num_classes));
     Ok(())
+}
+
+/// What to run next: sample more (one labelled row per class), and for
+/// latent runs, with the VAE.
+fn next_steps(out: &std::path::Path, latent: bool, num_classes: usize) -> String {
+    let classes = (0..num_classes.min(10))
+        .map(|c| format!("{c},{c},{c},{c},{c},{c},{c},{c}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let n = 8 * num_classes.min(10);
+    let vae = if latent { " --vae <sd-vae folder>" } else { "" };
+    format!(
+        "next: sample more with\n  dit sample --ckpt {}{vae} --class {classes} -n {n} --nrow 8 --sheet -o samples.png",
+        out.display()
+    )
 }
 
 fn model_config(args: &TrainArgs, data: &dyn Dataset) -> Result<DitConfig> {

@@ -8,6 +8,7 @@ pub mod job;
 pub mod labels;
 pub mod output;
 pub mod shard;
+pub mod sheet;
 
 pub use class_names::{resolve_classes, ClassNames};
 pub use generator::{Generator, SampleSettings};

@@ -2,6 +2,8 @@
 
 use super::images::{grid_u8, save_png};
 use super::job::SampledImages;
+use super::sheet::{contact_sheet, SheetRow};
+use super::ClassNames;
 use crate::formats::npz::{self, Array};
 use crate::{Context, Result};
 use image::{DynamicImage, GrayImage, RgbImage};
@@ -39,6 +41,44 @@ impl SampledImages {
     pub fn save_grid(&self, path: &Path, nrow: usize) -> Result<()> {
         let grid = grid_u8(&self.pixels, (self.channels, self.height, self.width), nrow);
         save_png(path, &DynamicImage::ImageRgb8(grid))
+    }
+
+    /// A contact sheet of all images, `nrow` per row, under `title`: each row
+    /// labelled with its class (its name when `names` has one; "mixed" for a
+    /// row of several classes), images enlarged `scale` times.
+    pub fn save_sheet(
+        &self,
+        path: &Path,
+        title: &str,
+        names: Option<&ClassNames>,
+        nrow: usize,
+        scale: u32,
+    ) -> Result<()> {
+        let nrow = nrow.max(1);
+        let rows: Vec<SheetRow> = self
+            .pixels
+            .chunks(nrow)
+            .zip(self.labels.chunks(nrow))
+            .map(|(images, labels)| {
+                let label = match labels {
+                    [first, rest @ ..] if rest.iter().all(|l| l == first) => names
+                        .and_then(|n| n.name(*first))
+                        .map_or_else(|| format!("class {first}"), str::to_string),
+                    _ => "mixed".to_string(),
+                };
+                SheetRow {
+                    label,
+                    images: images.iter().map(Vec::as_slice).collect(),
+                }
+            })
+            .collect();
+        let sheet = contact_sheet(
+            title,
+            &rows,
+            (self.channels, self.height, self.width),
+            scale.max(1),
+        );
+        save_png(path, &DynamicImage::ImageRgb8(sheet))
     }
 
     /// `dir/<global index, 6 digits>.png`, so shards never collide. Returns the paths.

@@ -132,7 +132,7 @@ fn read_curve(path: &Path) -> Vec<(u64, f64)> {
         .collect()
 }
 
-const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
+use crate::sample::sheet::FONT;
 
 fn plot_loss(curve: &[(u64, f64)], path: &Path) -> Result<()> {
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
@@ -143,29 +143,88 @@ fn plot_loss(curve: &[(u64, f64)], path: &Path) -> Result<()> {
 
 type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
+/// Points of the smoothed curve: an exponential moving average over the
+/// logged windows, debiased at the start, spanning about a twentieth of the run.
+fn smoothed(curve: &[(u64, f64)]) -> Vec<(u64, f64)> {
+    let alpha = 1.0 - (-20.0 / curve.len().max(1) as f64).exp();
+    let (mut average, mut weight) = (0.0, 0.0);
+    curve
+        .iter()
+        .map(|&(step, loss)| {
+            average = (1.0 - alpha) * average + alpha * loss;
+            weight = (1.0 - alpha) * weight + alpha;
+            (step, average / weight)
+        })
+        .collect()
+}
+
+/// The loss on a log-scale axis (it falls over orders of magnitude early and
+/// by percents late): the logged window means in a light line, their
+/// smoothed curve over them.
 fn draw_loss(curve: &[(u64, f64)], tmp: &Path) -> DrawResult {
-    {
-        let root = BitMapBackend::new(&tmp, (800, 480)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let max_step = curve.last().map_or(1, |c| c.0).max(1);
-        let (lo, hi) = curve.iter().fold((f64::MAX, f64::MIN), |(lo, hi), c| {
-            (lo.min(c.1), hi.max(c.1))
-        });
-        let pad = ((hi - lo) * 0.05).max(1e-6);
-        let mut chart = ChartBuilder::on(&root)
-            .caption("training loss (mse + vb)", ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0u64..max_step, (lo - pad)..(hi + pad))?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc("loss")
-            .label_style(("sans-serif", 14))
-            .draw()?;
-        chart.draw_series(LineSeries::new(curve.iter().copied(), &BLUE))?;
-        root.present()?;
+    // Log scale: only positive, finite losses can be drawn.
+    let points: Vec<(u64, f64)> = curve
+        .iter()
+        .copied()
+        .filter(|(_, l)| l.is_finite() && *l > 0.0)
+        .collect();
+    if points.len() < 2 {
+        return Ok(());
     }
+    let root = BitMapBackend::new(&tmp, (800, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max_step = points.last().map_or(1, |c| c.0).max(1);
+    let (lo, hi) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), c| {
+        (lo.min(c.1), hi.max(c.1))
+    });
+    let mut chart = ChartBuilder::on(&root)
+        .caption("training loss (mse + vb), log scale", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(72)
+        .build_cartesian_2d(0u64..max_step, ((lo * 0.9)..(hi * 1.1)).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("loss")
+        .y_label_formatter(&|v| format!("{v:.3}"))
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    let raw = RGBColor(160, 190, 230);
+    chart
+        .draw_series(LineSeries::new(points.iter().copied(), &raw))?
+        .label("window mean")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], raw));
+    chart
+        .draw_series(LineSeries::new(smoothed(&points), BLUE.stroke_width(2)))?
+        .label("smoothed")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smoothed_curve_follows_a_constant_and_settles_on_a_step() {
+        let flat: Vec<(u64, f64)> = (0..50).map(|i| (i * 10, 0.25)).collect();
+        assert!(smoothed(&flat)
+            .iter()
+            .all(|&(_, v)| (v - 0.25).abs() < 1e-12));
+        let step: Vec<(u64, f64)> = (0..400)
+            .map(|i| (i, if i < 200 { 1.0 } else { 0.1 }))
+            .collect();
+        let s = smoothed(&step);
+        assert!((s[199].1 - 1.0).abs() < 1e-12);
+        assert!((s[399].1 - 0.1).abs() < 1e-3, "{}", s[399].1);
+        assert!(s[210].1 > 0.1 && s[210].1 < 1.0);
+    }
 }

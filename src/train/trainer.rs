@@ -17,6 +17,7 @@ use crate::data::{Dataset, Loader, LoaderConfig, LoaderState};
 use crate::diffusion::{DiffusionConfig, GaussianDiffusion};
 use crate::model::params::initial_tensors;
 use crate::model::{Dit, DitConfig};
+use crate::sample::sheet::{contact_sheet, SheetRow};
 use crate::sample::{images, Generator, SampleSettings};
 use crate::{bail, Context, Result};
 use candle_core::backprop::GradStore;
@@ -25,6 +26,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Samples per class row of a preview sheet.
+pub const PREVIEW_PER_CLASS: usize = 8;
 
 /// Everything a run needs.
 pub struct TrainJob {
@@ -300,9 +304,10 @@ impl TrainRun {
         self.job.train.sample_every > 0 && self.job.latent_scale.is_none()
     }
 
-    /// One row per class (up to 10 classes), 4 samples each, from the EMA
-    /// model: `samples/step-N.png` and `samples/latest.png`. `None` for
-    /// latent-space runs.
+    /// A contact sheet from the EMA model: one labelled row per class (up
+    /// to 10 classes), [`PREVIEW_PER_CLASS`] samples each, enlarged, the step
+    /// in the title; `samples/step-N.png` and `samples/latest.png`. `None`
+    /// for latent-space runs.
     pub fn write_preview(&self) -> Result<Option<PathBuf>> {
         if self.job.latent_scale.is_some() {
             return Ok(None);
@@ -317,12 +322,12 @@ impl TrainRun {
             .collect();
         let model =
             Dit::from_tensors(job.model.clone(), &weights)?.with_precision(job.compute.precision);
-        let classes = job.model.num_classes.min(10);
-        let per_class = 4;
-        let labels: Vec<u32> = (0..classes)
-            .flat_map(|c| {
-                std::iter::repeat_n((c * job.model.num_classes / classes) as u32, per_class)
-            })
+        let classes: Vec<u32> = (0..job.model.num_classes.min(10))
+            .map(|c| (c * job.model.num_classes / job.model.num_classes.min(10)) as u32)
+            .collect();
+        let labels: Vec<u32> = classes
+            .iter()
+            .flat_map(|&c| std::iter::repeat_n(c, PREVIEW_PER_CLASS))
             .collect();
         let cfg_scale = if job.model.null_class().is_some() {
             job.train.sample_cfg_scale
@@ -341,12 +346,32 @@ impl TrainRun {
         };
         let generator = Generator::new(&model, &job.diffusion, settings)?;
         let samples = generator.generate(&labels, 0, &mut |_, _| {})?;
-        let grid = image::DynamicImage::ImageRgb8(images::grid(&samples, per_class)?);
+        let (_, c, h, w) = samples.dims4()?;
+        let pixels = images::to_u8(&samples)?;
+        let rows: Vec<SheetRow> = classes
+            .iter()
+            .zip(pixels.chunks(PREVIEW_PER_CLASS))
+            .map(|(&class, row)| SheetRow {
+                label: self
+                    .data
+                    .class_names
+                    .get(class as usize)
+                    .cloned()
+                    .unwrap_or_else(|| format!("class {class}")),
+                images: row.iter().map(Vec::as_slice).collect(),
+            })
+            .collect();
+        let title = format!(
+            "step {} · EMA weights · DPM-Solver++, {} steps · guidance {cfg_scale}",
+            self.step, job.train.sample_steps
+        );
+        let scale = if h.max(w) <= 64 { 3 } else { 1 };
+        let sheet = image::DynamicImage::ImageRgb8(contact_sheet(&title, &rows, (c, h, w), scale));
         let dir = job.out_dir.join("samples");
         std::fs::create_dir_all(&dir).map_err(|e| crate::Error::file(&dir, e))?;
         let path = dir.join(format!("step-{:07}.png", self.step));
-        images::save_png(&path, &grid)?;
-        images::save_png(&dir.join("latest.png"), &grid)?;
+        images::save_png(&path, &sheet)?;
+        images::save_png(&dir.join("latest.png"), &sheet)?;
         Ok(Some(path))
     }
 
