@@ -4,16 +4,9 @@ use crate::support::model as common;
 
 use std::process::Command;
 
+/// `dit` run in the test's working directory: (success, stdout, stderr).
 fn dit(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dit"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    dit_in(std::path::Path::new("."), args)
 }
 
 #[test]
@@ -137,7 +130,7 @@ fn train_reports_bad_images_and_bad_folders() {
     assert!(!ok && stderr.contains("empty"), "{stderr}");
 }
 
-/// `dit` run in `cwd`.
+/// `dit` run in `cwd`: (success, stdout, stderr).
 fn dit_in(cwd: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_dit"))
         .current_dir(cwd)
