@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use super::interpolant::Interpolant;
 use super::prediction::Prediction;
-use super::sampler::DiffusionForm;
+use super::sampler::{DiffusionForm, LastStep};
 use crate::{bail, Result};
 
 /// How the score and noise losses are weighted over t (SiT's `--loss-weight`).
@@ -143,6 +143,7 @@ impl TransportConfig {
     }
 }
 
+// Names as SiT's command line spells them (case-insensitive), for the CLI.
 macro_rules! parse_names {
     ($ty:ty, $what:literal, [$($name:literal => $value:expr),+ $(,)?]) => {
         impl FromStr for $ty {
@@ -176,4 +177,18 @@ parse_names!(LossWeight, "loss weight", [
     "none" => LossWeight::None,
     "velocity" => LossWeight::Velocity,
     "likelihood" => LossWeight::Likelihood,
+]);
+parse_names!(DiffusionForm, "diffusion form", [
+    "constant" => DiffusionForm::Constant,
+    "sbdm" => DiffusionForm::Sbdm,
+    "sigma" => DiffusionForm::Sigma,
+    "linear" => DiffusionForm::Linear,
+    "decreasing" => DiffusionForm::Decreasing,
+    "increasing-decreasing" => DiffusionForm::IncreasingDecreasing,
+]);
+parse_names!(LastStep, "last step", [
+    "none" => LastStep::None,
+    "mean" => LastStep::Mean,
+    "tweedie" => LastStep::Tweedie,
+    "euler" => LastStep::Euler,
 ]);

@@ -99,6 +99,15 @@ fn configs_round_trip_through_json_and_names() {
         "likelihood".parse::<LossWeight>().unwrap(),
         LossWeight::Likelihood
     );
+    assert_eq!(
+        "increasing-decreasing".parse::<DiffusionForm>().unwrap(),
+        DiffusionForm::IncreasingDecreasing
+    );
+    assert_eq!(
+        "SBDM".parse::<DiffusionForm>().unwrap(),
+        DiffusionForm::Sbdm
+    );
+    assert_eq!("Tweedie".parse::<LastStep>().unwrap(), LastStep::Tweedie);
     let err = "cosine".parse::<Interpolant>().unwrap_err().to_string();
     assert!(
         err.contains("\"cosine\"") && err.contains("linear, gvp, vp"),
