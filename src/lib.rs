@@ -16,6 +16,7 @@ pub mod model;
 pub mod ops;
 pub mod sample;
 pub mod train;
+pub mod transport;
 pub mod vae;
 
 pub use error::{Context, Error, Result};
