@@ -8,6 +8,7 @@ mod eval;
 mod extract;
 mod info;
 mod merge_npz;
+mod objective_args;
 mod sample;
 mod train;
 

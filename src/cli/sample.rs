@@ -2,13 +2,17 @@
 
 use super::checkpoint_args::CheckpointArgs;
 use super::compute_args::ComputeArgs;
+use super::objective_args::ObjectiveArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use dit::diffusion::{DiffusionConfig, GuidanceChannels, Sampler, VarianceType};
 use dit::model::Dit;
 use dit::sample::job::check_decoder;
-use dit::sample::{resolve_classes, ClassChoice, ClassNames, SampleJob, SampleSettings, Shard};
-use dit::train::checkpoint::{stored_class_names, stored_diffusion_config};
+use dit::sample::{
+    resolve_classes, ClassChoice, ClassNames, SampleJob, SampleSettings, SamplerChoice, Shard,
+};
+use dit::train::checkpoint::{stored_class_names, stored_objective};
+use dit::transport::{ObjectiveConfig, OdeConfig, OdeMethod, SamplerConfig, SdeConfig, SdeMethod};
 use dit::vae::Vae;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -58,13 +62,35 @@ pub struct SampleArgs {
     /// latents) or all.
     #[arg(long, default_value = "3", value_parser = parse_guidance_channels)]
     pub guidance_channels: GuidanceChannels,
-    /// Sampling steps: a count ("250"), "ddim50" (evenly strided) or
-    /// per-section counts ("10,15,20").
+    /// Sampling steps. DDPM models: a count ("250"), "ddim50" (evenly
+    /// strided) or per-section counts ("10,15,20"). SiT models: grid points
+    /// of the fixed-step ODE/SDE (unused by ode-dopri5).
     #[arg(long, default_value = "250")]
     pub steps: String,
-    /// ddpm (as the paper), ddim or dpm++ (DPM-Solver++(2M), good at 10–50 steps).
-    #[arg(long, default_value = "ddpm", value_parser = ["ddpm", "ddim", "dpm++"])]
-    pub sampler: String,
+    /// DDPM models: ddpm (as the paper), ddim or dpm++ (DPM-Solver++(2M),
+    /// good at 10–50 steps). SiT models: ode-dopri5 (adaptive, SiT's
+    /// default), ode-heun, ode-euler, sde-euler or sde-heun. [default: ddpm,
+    /// or ode-dopri5 for SiT]
+    #[arg(long, value_parser = ["ddpm", "ddim", "dpm++", "ode-dopri5", "ode-heun", "ode-euler", "sde-euler", "sde-heun"])]
+    pub sampler: Option<String>,
+    /// ode-dopri5's absolute and relative error tolerances.
+    #[arg(long, default_value_t = 1e-6)]
+    pub atol: f64,
+    #[arg(long, default_value_t = 1e-3)]
+    pub rtol: f64,
+    /// SDE samplers: the diffusion coefficient's form (constant, sbdm,
+    /// sigma, linear, decreasing, increasing-decreasing).
+    #[arg(long, default_value = "sigma")]
+    pub diffusion_form: String,
+    /// SDE samplers: scale of the diffusion coefficient.
+    #[arg(long, default_value_t = 1.0)]
+    pub diffusion_norm: f64,
+    /// SDE samplers: the last step to t = 1 (none, mean, tweedie, euler).
+    #[arg(long, default_value = "mean")]
+    pub last_step: String,
+    /// SDE samplers: the interval left for the last step.
+    #[arg(long, default_value_t = 0.04)]
+    pub last_step_size: f64,
     /// DDIM's η (0: deterministic).
     #[arg(long, default_value_t = 0.0)]
     pub eta: f64,
@@ -102,6 +128,10 @@ pub struct SampleArgs {
     pub npz: Option<PathBuf>,
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,
+    /// What the checkpoint was trained with, for files that do not record
+    /// it (an official SiT .pt: --objective sit; its tensors look like DiT's).
+    #[command(flatten)]
+    pub objective: ObjectiveArgs,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
@@ -114,19 +144,73 @@ fn parse_guidance_channels(s: &str) -> Result<GuidanceChannels, String> {
     }
 }
 
-fn sampler(args: &SampleArgs) -> Sampler {
-    match args.sampler.as_str() {
-        "ddim" => Sampler::Ddim { eta: args.eta },
-        "dpm++" => Sampler::DpmSolverPP2M,
-        _ => Sampler::Ddpm,
-    }
+/// The sampler `--sampler` names, or the family's default for `objective`.
+fn sampler(args: &SampleArgs, objective: &ObjectiveConfig) -> Result<SamplerChoice> {
+    let default = match objective {
+        ObjectiveConfig::Ddpm(_) => "ddpm",
+        ObjectiveConfig::Sit(_) => "ode-dopri5",
+    };
+    let name = args.sampler.as_deref().unwrap_or(default);
+    let grid_points = || -> Result<usize> {
+        args.steps.trim().parse().with_context(|| {
+            format!(
+                "--steps {}: SiT samplers take a number of grid points",
+                args.steps
+            )
+        })
+    };
+    let ode = |method| -> Result<SamplerChoice> {
+        Ok(SamplerChoice::Transport(SamplerConfig::Ode(OdeConfig {
+            method,
+            num_steps: if method == OdeMethod::Dopri5 {
+                OdeConfig::default().num_steps
+            } else {
+                grid_points()?
+            },
+            atol: args.atol,
+            rtol: args.rtol,
+        })))
+    };
+    let sde = |method| -> Result<SamplerChoice> {
+        Ok(SamplerChoice::Transport(SamplerConfig::Sde(SdeConfig {
+            method,
+            diffusion: args.diffusion_form.parse()?,
+            diffusion_norm: args.diffusion_norm,
+            last_step: args.last_step.parse()?,
+            last_step_size: args.last_step_size,
+            num_steps: grid_points()?,
+        })))
+    };
+    Ok(match name {
+        "ddim" => SamplerChoice::Diffusion(Sampler::Ddim { eta: args.eta }),
+        "dpm++" => SamplerChoice::Diffusion(Sampler::DpmSolverPP2M),
+        "ode-dopri5" => ode(OdeMethod::Dopri5)?,
+        "ode-heun" => ode(OdeMethod::Heun)?,
+        "ode-euler" => ode(OdeMethod::Euler)?,
+        "sde-euler" => sde(SdeMethod::Euler)?,
+        "sde-heun" => sde(SdeMethod::Heun)?,
+        _ => SamplerChoice::Diffusion(Sampler::Ddpm),
+    })
 }
 
-/// The diffusion a checkpoint was trained with, else DiT's.
-fn diffusion_config(ckpt: &Path, model: &Dit) -> DiffusionConfig {
-    stored_diffusion_config(ckpt).unwrap_or_else(|| {
+/// What a checkpoint was trained with: what it records, else what
+/// --objective says, else DiT's diffusion.
+fn objective(ckpt: &Path, model: &Dit, args: &ObjectiveArgs) -> Result<ObjectiveConfig> {
+    let stored = stored_objective(ckpt);
+    if args.given() {
+        let named = args.config()?;
+        if let Some(stored) = stored.filter(|s| *s != named) {
+            bail!(
+                "{} records its objective ({}); drop --objective and its options",
+                ckpt.display(),
+                serde_json::to_string(&stored)?
+            );
+        }
+        return Ok(named);
+    }
+    Ok(stored.unwrap_or_else(|| {
         let default = DiffusionConfig::default();
-        if model.config().learn_sigma {
+        ObjectiveConfig::Ddpm(if model.config().learn_sigma {
             default
         } else {
             // ADM's choice for models without a learned variance.
@@ -134,8 +218,8 @@ fn diffusion_config(ckpt: &Path, model: &Dit) -> DiffusionConfig {
                 variance: VarianceType::FixedLarge,
                 ..default
             }
-        }
-    })
+        })
+    }))
 }
 
 /// Names for `--class`: a dit train checkpoint's own, else ImageNet's for
@@ -185,9 +269,12 @@ pub fn run(args: SampleArgs) -> Result<()> {
         ClassChoice::Uniform { .. } => 8,
     });
     let shard = args.shard.unwrap_or(Shard::WHOLE);
+    let objective = objective(&ckpt, &model, &args.objective)?;
+    let sampler = sampler(&args, &objective)?;
+    let sampler_name = sampler.name();
     let settings = SampleSettings {
         steps: args.steps.clone(),
-        sampler: sampler(&args),
+        sampler,
         cfg_scale: args.cfg_scale,
         guidance_channels: args.guidance_channels,
         seed: args.seed,
@@ -196,7 +283,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let job = SampleJob {
         model: &model,
         vae: vae.as_ref(),
-        diffusion: diffusion_config(&ckpt, &model),
+        objective,
         settings,
         classes,
         indices: shard.range(total),
@@ -209,13 +296,13 @@ pub fn run(args: SampleArgs) -> Result<()> {
         job.indices.end,
         model.config().describe(),
         args.steps,
-        args.sampler,
+        sampler_name,
         args.cfg_scale
     );
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} model evaluations [{elapsed_precise}<{eta_precise}]",
+            "{bar:40} {pos}/{len} steps [{elapsed_precise}<{eta_precise}]",
         )
         .expect("valid template"),
     );
@@ -236,7 +323,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
             let title = format!(
                 "{} · {} {} steps · guidance {} · seed {}",
                 model.config().describe(),
-                args.sampler,
+                sampler_name,
                 args.steps,
                 args.cfg_scale,
                 args.seed

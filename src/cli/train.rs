@@ -2,10 +2,10 @@
 //! Fashion-MNIST slice when no data is given.
 
 use super::compute_args::ComputeArgs;
+use super::objective_args::ObjectiveArgs;
 use anyhow::{bail, Result};
 use clap::Args;
 use dit::data::{Dataset, FashionMnist, ImageFolder, LatentCache};
-use dit::diffusion::DiffusionConfig;
 use dit::model::DitConfig;
 use dit::train::{train, LoggedWindow, TrainCheckpoint, TrainConfig, TrainJob, TrainObserver};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -106,6 +106,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub skip_bad_images: bool,
     #[command(flatten)]
+    pub objective: ObjectiveArgs,
+    #[command(flatten)]
     pub compute: ComputeArgs,
 }
 
@@ -139,7 +141,6 @@ impl TrainObserver for TrainBar {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let compute = args.compute.compute()?;
-    let device = compute.device.clone();
     let mut latent_scale = None;
     let (dataset, source): (Arc<dyn Dataset>, String) = match (&args.latents, &args.data) {
         (Some(dir), _) => {
@@ -169,12 +170,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
             None => PathBuf::from("runs/fashion-mnist"),
         },
     };
-    let model = match &resume {
-        // A resumed run keeps its model unless the user names one (then it must match).
-        Some(path)
+    let resumed = match &resume {
+        Some(path) => Some(TrainCheckpoint::read_description(path)?),
+        None => None,
+    };
+    // A resumed run keeps its objective and model unless the user names them
+    // (then they must match).
+    let objective = match &resumed {
+        Some((_, objective, _)) if !args.objective.given() => objective.clone(),
+        _ => args.objective.config()?,
+    };
+    let model = match &resumed {
+        Some((model, ..))
             if args.model.is_none() && args.depth.is_none() && args.hidden_size.is_none() =>
         {
-            TrainCheckpoint::load(path, &device)?.model_config
+            model.clone()
         }
         _ => model_config(&args, dataset.as_ref())?,
     };
@@ -207,10 +217,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let (c, h, w) = dataset.sample_shape();
     let num_classes = dataset.num_classes();
     println!(
-        "training {} on {source}: {} images, {} classes, {c}×{h}×{w}",
-        model.describe(),
+        "training {} on {source}: {} images, {} classes, {c}×{h}×{w}; {}",
+        model.describe().replacen("DiT", objective.family(), 1),
         dataset.len(),
-        dataset.num_classes()
+        dataset.num_classes(),
+        objective.describe()
     );
     let (params, _) = dit::model::params::parameter_counts(&model);
     println!(
@@ -237,7 +248,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let outcome = train(
         TrainJob {
             model,
-            diffusion: DiffusionConfig::default(),
+            objective,
             train: train_config,
             dataset,
             data_source: source,

@@ -1,27 +1,63 @@
-//! One sampling job: a model, a respaced diffusion, a sampler and guidance.
+//! One sampling job's model evaluations: a model, its objective's reverse
+//! process (a respaced Gaussian diffusion, or a transport's ODE/SDE), a
+//! sampler and classifier-free guidance.
 //!
 //! Every image's noise comes from a stream keyed by (seed, global image
 //! index), so a batch of 8 equals two batches of 4, and shards of a large job
 //! concatenate to the unsharded result image for image.
 
 use crate::diffusion::{
-    guidance::double_batch, ClassifierFreeGuidance, DiffusionConfig, GaussianDiffusion,
-    GuidanceChannels, NoiseSource, SampleOptions, Sampler,
+    guidance::double_batch, ClassifierFreeGuidance, GaussianDiffusion, GuidanceChannels,
+    NoiseSource, SampleOptions, Sampler,
 };
 use crate::model::Dit;
+use crate::transport::{Hooks, ObjectiveConfig, SamplerConfig, Transport};
 use crate::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+/// A sampler of either family: the diffusion samplers for DDPM-trained
+/// models, the transport integrators for SiT-trained ones.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerChoice {
+    Diffusion(Sampler),
+    Transport(SamplerConfig),
+}
+
+impl SamplerChoice {
+    /// A short name: "ddpm", "ddim", "dpm++", "ode-dopri5", "sde-euler", ….
+    pub fn name(&self) -> String {
+        use crate::transport::{OdeMethod, SdeMethod};
+        match self {
+            SamplerChoice::Diffusion(Sampler::Ddpm) => "ddpm".into(),
+            SamplerChoice::Diffusion(Sampler::Ddim { .. }) => "ddim".into(),
+            SamplerChoice::Diffusion(Sampler::DpmSolverPP2M) => "dpm++".into(),
+            SamplerChoice::Transport(SamplerConfig::Ode(ode)) => match ode.method {
+                OdeMethod::Euler => "ode-euler".into(),
+                OdeMethod::Heun => "ode-heun".into(),
+                OdeMethod::Dopri5 => "ode-dopri5".into(),
+            },
+            SamplerChoice::Transport(SamplerConfig::Sde(sde)) => match sde.method {
+                SdeMethod::Euler => "sde-euler".into(),
+                SdeMethod::Heun => "sde-heun".into(),
+            },
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SampleSettings {
-    /// Respacing of the training diffusion: "250", "ddim50", "10,10,10".
+    /// Diffusion samplers: the respacing of the training diffusion ("250",
+    /// "ddim50", "10,10,10"). Transport samplers take their step count from
+    /// their own configuration.
     pub steps: String,
-    pub sampler: Sampler,
+    pub sampler: SamplerChoice,
     /// 1.0 = no guidance (no null-class half is computed).
     pub cfg_scale: f64,
     pub guidance_channels: GuidanceChannels,
     pub seed: u64,
+    /// Diffusion samplers: clip x̂0 to [−1, 1] at every step.
     pub clip_denoised: bool,
 }
 
@@ -30,7 +66,7 @@ impl Default for SampleSettings {
     fn default() -> Self {
         Self {
             steps: "250".into(),
-            sampler: Sampler::Ddpm,
+            sampler: SamplerChoice::Diffusion(Sampler::Ddpm),
             cfg_scale: 4.0,
             guidance_channels: GuidanceChannels::Official,
             seed: 0,
@@ -39,25 +75,25 @@ impl Default for SampleSettings {
     }
 }
 
+/// The reverse process a generator runs.
+enum Process {
+    Diffusion(Box<GaussianDiffusion>, Sampler),
+    Transport(Transport, SamplerConfig),
+}
+
 pub struct Generator<'a> {
     model: &'a Dit,
-    diffusion: GaussianDiffusion,
+    process: Process,
     settings: SampleSettings,
 }
 
 impl<'a> Generator<'a> {
+    /// Checks that the model, its objective and the sampler fit together.
     pub fn new(
         model: &'a Dit,
-        diffusion: &DiffusionConfig,
+        objective: &ObjectiveConfig,
         settings: SampleSettings,
     ) -> Result<Self> {
-        if diffusion.learn_sigma() != model.config().learn_sigma {
-            bail!(
-                "the diffusion's variance type ({:?}) does not match the model (learn_sigma = {})",
-                diffusion.variance,
-                model.config().learn_sigma
-            );
-        }
         if !settings.cfg_scale.is_finite() {
             bail!(
                 "the guidance scale must be a finite number, got {} (1 = no guidance)",
@@ -67,24 +103,58 @@ impl<'a> Generator<'a> {
         if settings.cfg_scale != 1.0 && model.config().null_class().is_none() {
             bail!("guidance needs a model trained with class dropout (it has no null class); use --cfg-scale 1");
         }
-        let diffusion = GaussianDiffusion::new(diffusion)?
-            .respace(&settings.steps)
-            .with_context(|| format!("--steps {}", settings.steps))?
-            .to_device(model.device())?;
+        let process = match (objective, settings.sampler) {
+            (ObjectiveConfig::Ddpm(diffusion), SamplerChoice::Diffusion(sampler)) => {
+                if diffusion.learn_sigma() != model.config().learn_sigma {
+                    bail!(
+                        "the diffusion's variance type ({:?}) does not match the model (learn_sigma = {})",
+                        diffusion.variance,
+                        model.config().learn_sigma
+                    );
+                }
+                let diffusion = GaussianDiffusion::new(diffusion)?
+                    .respace(&settings.steps)
+                    .with_context(|| format!("--steps {}", settings.steps))?
+                    .to_device(model.device())?;
+                Process::Diffusion(Box::new(diffusion), sampler)
+            }
+            (ObjectiveConfig::Sit(transport), SamplerChoice::Transport(sampler)) => {
+                Process::Transport(Transport::new(transport.clone())?, sampler)
+            }
+            (ObjectiveConfig::Ddpm(_), other) => bail!(
+                "this model was trained with DDPM's diffusion: sample it with ddpm, ddim or dpm++, not {}",
+                other.name()
+            ),
+            (ObjectiveConfig::Sit(_), other) => bail!(
+                "this model was trained with SiT's transport objective: sample it with \
+                 ode-dopri5, ode-heun, ode-euler, sde-euler or sde-heun, not {}",
+                other.name()
+            ),
+        };
         Ok(Self {
             model,
-            diffusion,
+            process,
             settings,
         })
     }
 
-    /// Number of model evaluations per batch.
+    /// Progress units of one batch: model evaluations for the fixed-step
+    /// samplers, thousandths of the time interval for the adaptive ODE.
     pub fn num_steps(&self) -> usize {
-        self.diffusion.num_timesteps()
+        use crate::transport::OdeMethod;
+        match &self.process {
+            Process::Diffusion(diffusion, _) => diffusion.num_timesteps(),
+            Process::Transport(_, SamplerConfig::Ode(ode)) => match ode.method {
+                OdeMethod::Dopri5 => 1000,
+                _ => ode.num_steps.saturating_sub(1),
+            },
+            Process::Transport(_, SamplerConfig::Sde(sde)) => sde.num_steps,
+        }
     }
 
     /// Samples in model space `(N, C, H, W)` for `labels`, the images having
-    /// global indices `first_index ..`.
+    /// global indices `first_index ..`. `progress(done, total)` reports the
+    /// batch's progress in [`Generator::num_steps`] units.
     pub fn generate(
         &self,
         labels: &[u32],
@@ -104,6 +174,8 @@ impl<'a> Generator<'a> {
         let guidance =
             ClassifierFreeGuidance::new(self.settings.cfg_scale, self.settings.guidance_channels);
         let null = cfg.null_class();
+        // t is whatever the process feeds the network: original DDPM
+        // timesteps, or SiT's times in [0, 1].
         let mut denoise = |x: &Tensor, t: &Tensor| -> Result<Tensor> {
             let out = match null.filter(|_| guidance.scale != 1.0) {
                 Some(null) => {
@@ -118,19 +190,32 @@ impl<'a> Generator<'a> {
         };
         let shape = [n, cfg.in_channels, cfg.input_size, cfg.input_size];
         let mut noise = NoiseSource::new(self.settings.seed, first_index, n);
-        let options = SampleOptions {
-            sampler: self.settings.sampler,
-            clip_denoised: self.settings.clip_denoised,
-        };
-        let dtype = self.model.dtype();
-        self.diffusion.sample(
-            &mut denoise,
-            &shape,
-            dtype,
-            &device,
-            &options,
-            &mut noise,
-            progress,
-        )
+        match &self.process {
+            Process::Diffusion(diffusion, sampler) => {
+                let options = SampleOptions {
+                    sampler: *sampler,
+                    clip_denoised: self.settings.clip_denoised,
+                };
+                diffusion.sample(
+                    &mut denoise,
+                    &shape,
+                    self.model.dtype(),
+                    &device,
+                    &options,
+                    &mut noise,
+                    progress,
+                )
+            }
+            Process::Transport(transport, sampler) => {
+                let mut report = |done, total| progress(done, total);
+                let hooks = Hooks {
+                    progress: Some(&mut report),
+                    preview: None,
+                };
+                Ok(transport
+                    .sample(&mut denoise, &shape, &device, sampler, &mut noise, hooks)?
+                    .x)
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ pub mod shard;
 pub mod sheet;
 
 pub use class_names::{resolve_classes, ClassNames};
-pub use generator::{Generator, SampleSettings};
+pub use generator::{Generator, SampleSettings, SamplerChoice};
 pub use job::{SampleJob, SampledImages};
 pub use labels::ClassChoice;
 pub use shard::Shard;

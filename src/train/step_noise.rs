@@ -46,17 +46,7 @@ pub fn draw(
     device: &Device,
 ) -> Result<StepDraws> {
     let n = labels.len();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ TIMESTEP_SALT);
-    rng.set_stream(step);
-    let t: Vec<u32> = (0..n)
-        .map(|_| rng.gen_range(0..num_timesteps as u32))
-        .collect();
-    // Drawn only when there is a null class to drop to.
-    let drop: Vec<bool> = labels
-        .iter()
-        .map(|_| dropout.null_class.is_some() && rng.gen::<f64>() < dropout.prob)
-        .collect();
-    let y = LabelEmbedder::token_drop(labels, &drop, dropout.null_class);
+    let (t, y) = timesteps_and_labels(seed, step, labels, num_timesteps, dropout);
     // Per-sample noise streams keyed by the global sample number.
     let mut noise = NoiseSource::new(seed ^ NOISE_SALT, step * n as u64, n);
     Ok(StepDraws {
@@ -64,6 +54,47 @@ pub fn draw(
         y: Tensor::new(y, device)?,
         noise: noise.draw(shape, dtype, device)?,
     })
+}
+
+/// The labels of `step` after class dropout (as `device`'s tensor), for
+/// objectives that draw their own times and noise (SiT's transport). The
+/// drops are the ones [`draw`] makes.
+pub fn labels_after_dropout(
+    seed: u64,
+    step: u64,
+    labels: &[u32],
+    dropout: LabelDropout,
+    device: &Device,
+) -> Result<Tensor> {
+    // DDPM's timesteps come first on the stream; drawn (for 1000 steps) and
+    // dropped so that the label drops are the same whatever the objective.
+    let (_, y) = timesteps_and_labels(seed, step, labels, 1000, dropout);
+    Ok(Tensor::new(y, device)?)
+}
+
+/// DDPM timesteps, then label drops, from the step's one stream.
+fn timesteps_and_labels(
+    seed: u64,
+    step: u64,
+    labels: &[u32],
+    num_timesteps: usize,
+    dropout: LabelDropout,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ TIMESTEP_SALT);
+    rng.set_stream(step);
+    let t: Vec<u32> = labels
+        .iter()
+        .map(|_| rng.gen_range(0..num_timesteps as u32))
+        .collect();
+    // Drawn only when there is a null class to drop to.
+    let drop: Vec<bool> = labels
+        .iter()
+        .map(|_| dropout.null_class.is_some() && rng.gen::<f64>() < dropout.prob)
+        .collect();
+    (
+        t,
+        LabelEmbedder::token_drop(labels, &drop, dropout.null_class),
+    )
 }
 
 /// Draws `scale·(mean + exp(logvar/2)·ε)` from a batch of stored VAE

@@ -14,11 +14,11 @@ use super::records::{Records, StepFigures, TrainObserver};
 use super::step_noise;
 use crate::compute::Compute;
 use crate::data::{Dataset, Loader, LoaderConfig, LoaderState};
-use crate::diffusion::{DiffusionConfig, GaussianDiffusion};
 use crate::model::params::initial_tensors;
 use crate::model::{Dit, DitConfig};
 use crate::sample::sheet::{contact_sheet, SheetRow};
-use crate::sample::{images, Generator, SampleSettings};
+use crate::sample::{images, Generator, SampleSettings, SamplerChoice};
+use crate::transport::{Objective, ObjectiveConfig, OdeConfig, OdeMethod, SamplerConfig};
 use crate::{bail, Context, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
@@ -33,7 +33,8 @@ pub const PREVIEW_PER_CLASS: usize = 8;
 /// Everything a run needs.
 pub struct TrainJob {
     pub model: DitConfig,
-    pub diffusion: DiffusionConfig,
+    /// DDPM's diffusion (DiT) or SiT's transport.
+    pub objective: ObjectiveConfig,
     pub train: TrainConfig,
     pub dataset: Arc<dyn Dataset>,
     /// Where the data came from (recorded; a resume must match it).
@@ -78,7 +79,7 @@ pub fn train(job: TrainJob, observer: &mut dyn TrainObserver) -> Result<TrainOut
 pub struct TrainRun {
     job: TrainJob,
     data: DataSpec,
-    diffusion: GaussianDiffusion,
+    objective: Objective,
     /// Trainable parameters in a fixed (sorted) order.
     params: Vec<(String, Var)>,
     model: Dit,
@@ -101,11 +102,14 @@ impl TrainRun {
             class_names: job.dataset.class_names().to_vec(),
         };
         check_model_fits_data(&job.model, &data, job.latent_scale.is_some())?;
-        if job.diffusion.learn_sigma() != job.model.learn_sigma {
+        let device = &job.compute.device;
+        let objective = Objective::new(&job.objective)?.to_device(device)?;
+        if objective
+            .requires_learn_sigma()
+            .is_some_and(|learned| learned != job.model.learn_sigma)
+        {
             bail!("the model's learn_sigma and the diffusion's variance type disagree");
         }
-        let device = &job.compute.device;
-        let diffusion = GaussianDiffusion::new(&job.diffusion)?.to_device(device)?;
         let master = job.compute.master_dtype();
 
         let (tensors, resumed) = match &job.resume {
@@ -175,7 +179,7 @@ impl TrainRun {
         Ok(Self {
             last_checkpoint: job.resume.clone(),
             data,
-            diffusion,
+            objective,
             params,
             model,
             optimizer,
@@ -204,26 +208,36 @@ impl TrainRun {
             Some(scale) => step_noise::latent_sample(t.seed, step, &batch.x, scale)?,
             None => batch.x,
         };
-        let draws = step_noise::draw(
-            t.seed,
-            step,
-            &batch.labels,
-            x0.dims(),
-            self.job.diffusion.num_timesteps,
-            step_noise::LabelDropout {
-                null_class: self.job.model.null_class(),
-                prob: self.job.model.class_dropout_prob,
-            },
-            x0.dtype(),
-            device,
-        )?;
+        let dropout = step_noise::LabelDropout {
+            null_class: self.job.model.null_class(),
+            prob: self.job.model.class_dropout_prob,
+        };
+        // Labels after dropout, the objective's times and its noise.
+        let (y, times, noise) = match &self.objective {
+            Objective::Ddpm(diffusion) => {
+                let draws = step_noise::draw(
+                    t.seed,
+                    step,
+                    &batch.labels,
+                    x0.dims(),
+                    diffusion.num_timesteps(),
+                    dropout,
+                    x0.dtype(),
+                    device,
+                )?;
+                (draws.y, draws.t, draws.noise)
+            }
+            Objective::Sit(transport) => {
+                let y =
+                    step_noise::labels_after_dropout(t.seed, step, &batch.labels, dropout, device)?;
+                let draws = transport.draw(t.seed, step, x0.dims(), device)?;
+                (y, draws.t, draws.noise)
+            }
+        };
         let model = &self.model;
-        let terms = self.diffusion.training_losses(
-            |x_t, t| model.forward(x_t, t, &draws.y),
-            &x0,
-            &draws.t,
-            &draws.noise,
-        )?;
+        let terms = self
+            .objective
+            .loss(|x_t, t| model.forward(x_t, t, &y), &x0, &times, &noise)?;
         let loss = terms.loss.mean_all()?;
         // The step's scalars in one read from the device.
         let mut scalars = vec![loss.clone(), terms.mse.mean_all()?];
@@ -277,7 +291,7 @@ impl TrainRun {
         let path = checkpoint_path(&self.job.out_dir, self.step);
         TrainCheckpoint {
             model_config: self.job.model.clone(),
-            diffusion: self.job.diffusion.clone(),
+            objective: self.job.objective.clone(),
             state: TrainState {
                 step: self.step,
                 loader: self.loader.state(),
@@ -334,9 +348,20 @@ impl TrainRun {
         } else {
             1.0
         };
+        let sampler = match &job.objective {
+            ObjectiveConfig::Ddpm(_) => {
+                SamplerChoice::Diffusion(crate::diffusion::Sampler::DpmSolverPP2M)
+            }
+            // Heun on as many grid points as DPM-Solver++ takes steps.
+            ObjectiveConfig::Sit(_) => SamplerChoice::Transport(SamplerConfig::Ode(OdeConfig {
+                method: OdeMethod::Heun,
+                num_steps: job.train.sample_steps.parse().unwrap_or(20),
+                ..OdeConfig::default()
+            })),
+        };
         let settings = SampleSettings {
             steps: job.train.sample_steps.clone(),
-            sampler: crate::diffusion::Sampler::DpmSolverPP2M,
+            sampler,
             cfg_scale,
             seed: job.train.seed,
             // Pixel space: keep x̂0 in the data range, as ADM's pixel samplers do;
@@ -344,7 +369,8 @@ impl TrainRun {
             clip_denoised: true,
             ..Default::default()
         };
-        let generator = Generator::new(&model, &job.diffusion, settings)?;
+        let sampler_name = settings.sampler.name();
+        let generator = Generator::new(&model, &job.objective, settings)?;
         let samples = generator.generate(&labels, 0, &mut |_, _| {})?;
         let (_, c, h, w) = samples.dims4()?;
         let pixels = images::to_u8(&samples)?;
@@ -362,7 +388,7 @@ impl TrainRun {
             })
             .collect();
         let title = format!(
-            "step {} · EMA weights · DPM-Solver++, {} steps · guidance {cfg_scale}",
+            "step {} · EMA weights · {sampler_name}, {} steps · guidance {cfg_scale}",
             self.step, job.train.sample_steps
         );
         let scale = if h.max(w) <= 64 { 3 } else { 1 };
@@ -469,8 +495,8 @@ fn check_resume(
             data.sample_shape
         );
     }
-    if ckpt.diffusion != job.diffusion {
-        bail!("cannot resume from {p}: its diffusion settings differ from this run's");
+    if ckpt.objective != job.objective {
+        bail!("cannot resume from {p}: its objective (diffusion or transport settings) differs from this run's");
     }
     let (old, new) = (&ckpt.state.train, &job.train);
     if old.batch_size != new.batch_size || old.seed != new.seed || old.flip != new.flip {

@@ -19,6 +19,36 @@ pub enum ObjectiveConfig {
     Sit(TransportConfig),
 }
 
+impl ObjectiveConfig {
+    /// The model family's name: "DiT" for DDPM's diffusion, "SiT" for the
+    /// transport.
+    pub fn family(&self) -> &'static str {
+        match self {
+            ObjectiveConfig::Ddpm(_) => "DiT",
+            ObjectiveConfig::Sit(_) => "SiT",
+        }
+    }
+
+    /// One line for people: "DDPM diffusion (linear schedule, 1000 steps,
+    /// learned-range σ)", "SiT transport (linear path, velocity prediction)".
+    pub fn describe(&self) -> String {
+        match self {
+            ObjectiveConfig::Ddpm(d) => format!(
+                "DDPM diffusion ({:?} schedule, {} steps, {:?} variance, {:?} loss)",
+                d.schedule, d.num_timesteps, d.variance, d.loss
+            )
+            .to_lowercase()
+            .replace("ddpm", "DDPM"),
+            ObjectiveConfig::Sit(t) => format!(
+                "SiT transport ({:?} path, {:?} prediction, {:?} loss weight)",
+                t.interpolant, t.prediction, t.loss_weight
+            )
+            .to_lowercase()
+            .replace("sit", "SiT"),
+        }
+    }
+}
+
 impl Default for ObjectiveConfig {
     fn default() -> Self {
         ObjectiveConfig::Ddpm(DiffusionConfig::default())
@@ -37,6 +67,15 @@ impl Objective {
         Ok(match config {
             ObjectiveConfig::Ddpm(c) => Objective::Ddpm(Box::new(GaussianDiffusion::new(c)?)),
             ObjectiveConfig::Sit(c) => Objective::Sit(Transport::new(c.clone())?),
+        })
+    }
+
+    /// The same objective with its tables on `device` (DDPM's diffusion
+    /// tables; a transport has none).
+    pub fn to_device(&self, device: &candle_core::Device) -> Result<Self> {
+        Ok(match self {
+            Objective::Ddpm(d) => Objective::Ddpm(Box::new(d.to_device(device)?)),
+            Objective::Sit(t) => Objective::Sit(t.clone()),
         })
     }
 
@@ -64,12 +103,7 @@ impl Objective {
         F: FnOnce(&Tensor, &Tensor) -> Result<Tensor>,
     {
         match self {
-            Objective::Ddpm(d) => Ok(d.training_losses(
-                |x_t, t| model(x_t, t).map_err(candle_core::Error::wrap),
-                x,
-                t,
-                noise,
-            )?),
+            Objective::Ddpm(d) => Ok(d.training_losses(|x_t, t| model(x_t, t), x, t, noise)?),
             Objective::Sit(transport) => {
                 let draws = TrainingDraws {
                     t: t.clone(),

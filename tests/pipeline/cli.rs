@@ -243,3 +243,97 @@ fn the_same_seed_gives_the_same_checkpoint_bytes() {
         "two runs with seed 0 wrote different checkpoints"
     );
 }
+
+#[test]
+fn an_official_sit_checkpoint_is_told_and_sampled() {
+    // scripts/sit_fixtures.py: the release's state-dict layout, random weights.
+    let pt = common::fixture("tiny_sit.pt");
+    let pt = pt.to_str().unwrap();
+    let (ok, stdout, stderr) = dit(&["info", pt, "--num-heads", "2", "--objective", "sit"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("model:        custom SiT"), "{stdout}");
+    assert!(
+        stdout.contains("objective:    SiT transport (linear path, velocity prediction"),
+        "{stdout}"
+    );
+    // Its tensors alone look like a DiT's.
+    let (ok, stdout, _) = dit(&["info", pt, "--num-heads", "2"]);
+    assert!(ok && stdout.contains("custom DiT"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let vae = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vae/tiny");
+    let npz = dir.path().join("sit.npz");
+    let sample = |extra: &[&str]| {
+        let mut args = vec![
+            "sample",
+            "--ckpt",
+            pt,
+            "--num-heads",
+            "2",
+            "--vae",
+            vae.to_str().unwrap(),
+            "--class",
+            "3,7",
+            "--cfg-scale",
+            "1.5",
+            "--npz",
+            npz.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        dit(&args)
+    };
+    let (ok, _, stderr) = sample(&[
+        "--objective",
+        "sit",
+        "--sampler",
+        "ode-heun",
+        "--steps",
+        "4",
+    ]);
+    assert!(ok, "{stderr}");
+    let images = dit::formats::npz::read(&npz, "arr_0").unwrap();
+    assert_eq!(images.shape(), [2, 16, 16, 3]);
+    // A DDPM sampler on a SiT model, and a SiT sampler on a DiT, are refused.
+    let (ok, _, stderr) = sample(&["--objective", "sit", "--sampler", "ddpm"]);
+    assert!(
+        !ok && stderr.contains("SiT's transport objective"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = sample(&["--sampler", "ode-heun", "--steps", "4"]);
+    assert!(!ok && stderr.contains("DDPM's diffusion"), "{stderr}");
+}
+
+#[test]
+fn a_sit_run_trains_previews_and_samples_with_its_own_sampler() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("sit");
+    let run_s = run.to_str().unwrap();
+    let mut args = vec![
+        "train",
+        "--objective",
+        "sit",
+        "--steps",
+        "2",
+        "--out",
+        run_s,
+    ];
+    args.extend(&TINY_EMBEDDED[..10]);
+    args.extend(["--sample-every", "2"]);
+    let (ok, stdout, stderr) = dit(&args);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("training custom SiT"), "{stdout}");
+    assert!(run.join("samples/latest.png").is_file());
+    // Sampled without naming a sampler: the checkpoint says SiT, so ode-dopri5.
+    let grid = dir.path().join("grid.png");
+    let (ok, _, stderr) = dit(&[
+        "sample",
+        "--ckpt",
+        run_s,
+        "--class",
+        "Sneaker",
+        "-o",
+        grid.to_str().unwrap(),
+    ]);
+    assert!(ok && stderr.contains("ode-dopri5"), "{stderr}");
+    assert!(grid.is_file());
+}

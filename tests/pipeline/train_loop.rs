@@ -3,9 +3,9 @@
 use candle_core::{DType, Device};
 use dit::compute::Compute;
 use dit::data::{DataError, Dataset, FashionMnist};
-use dit::diffusion::DiffusionConfig;
 use dit::model::{Dit, DitConfig};
 use dit::train::{TrainCheckpoint, TrainConfig, TrainJob, TrainOutcome};
+use dit::transport::{ObjectiveConfig, TransportConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,7 +43,7 @@ fn config(steps: u64) -> TrainConfig {
 fn job(dataset: Arc<dyn Dataset>, out: &Path, steps: u64, resume: Option<PathBuf>) -> TrainJob {
     TrainJob {
         model: tiny_model(),
-        diffusion: DiffusionConfig::default(),
+        objective: Default::default(),
         train: config(steps),
         dataset,
         data_source: "fashion-mnist (embedded)".into(),
@@ -98,14 +98,24 @@ fn bits(ckpt: &TrainCheckpoint) -> Vec<(String, Vec<u32>)> {
     out
 }
 
-#[test]
-fn resume_is_bit_identical_to_an_uninterrupted_run() {
+/// 20 steps straight, against 10 steps, a resume and 10 more, with `objective`.
+fn check_resume_is_bit_identical(objective: ObjectiveConfig) {
     let dir = tempfile::tempdir().unwrap();
     let straight = dir.path().join("straight");
     let split = dir.path().join("split");
-    let full = train(job(fashion(), &straight, 20, None)).unwrap();
-    let half = train(job(fashion(), &split, 10, None)).unwrap();
-    let resumed = train(job(fashion(), &split, 20, Some(half.last_checkpoint))).unwrap();
+    let with = |out: &Path, steps, resume| TrainJob {
+        objective: objective.clone(),
+        ..job(fashion(), out, steps, resume)
+    };
+    let full = train(with(&straight, 20, None)).unwrap();
+    let half = train(with(&split, 10, None)).unwrap();
+    let resumed = train(with(&split, 20, Some(half.last_checkpoint))).unwrap();
+    assert_eq!(
+        TrainCheckpoint::read_description(&resumed.last_checkpoint)
+            .unwrap()
+            .1,
+        objective
+    );
 
     let a = TrainCheckpoint::load(&full.last_checkpoint, &Device::Cpu).unwrap();
     let b = TrainCheckpoint::load(&resumed.last_checkpoint, &Device::Cpu).unwrap();
@@ -125,6 +135,16 @@ fn resume_is_bit_identical_to_an_uninterrupted_run() {
     )
     .unwrap();
     assert_ne!(bits(&first), a);
+}
+
+#[test]
+fn resume_is_bit_identical_to_an_uninterrupted_run() {
+    check_resume_is_bit_identical(ObjectiveConfig::default());
+}
+
+#[test]
+fn sit_training_resumes_bit_identically() {
+    check_resume_is_bit_identical(ObjectiveConfig::Sit(TransportConfig::default()));
 }
 
 #[test]

@@ -17,7 +17,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::support::{diffusion_at, moments, nan_max, oracle, GaussianData};
+use crate::transport::oracle_support::{diffusion_at, moments, nan_max, oracle, GaussianData};
 use dit::diffusion::NoiseSource;
 use dit::transport::{
     DiffusionForm, Hooks, Interpolant, LastStep, OdeConfig, OdeMethod, Phase, Prediction, Sampled,

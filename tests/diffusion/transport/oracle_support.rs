@@ -13,23 +13,7 @@ pub struct Discrepancy {
     pub rel_l2: f64,
 }
 
-/// NaN-propagating maximum.
-pub fn nan_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.max(b)
-    }
-}
-
-pub fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
-}
+pub use crate::support::compare::{max_nan as nan_max, values};
 
 /// Compares element by element; `max_scaled` is |Δ|/max(1, |want|).
 pub fn discrepancy(got: &[f64], want: &[f64]) -> Discrepancy {

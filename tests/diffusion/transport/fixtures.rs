@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use crate::support::{assert_close, discrepancy, values, Worst};
+use crate::transport::oracle_support::{assert_close, discrepancy, values, Worst};
 use dit::transport::{
     DiffusionForm, Interpolant, LossWeight, Prediction, TrainingDraws, Transport, TransportConfig,
 };

@@ -4,5 +4,5 @@
 mod api;
 mod fixtures;
 mod oracle;
+mod oracle_support;
 mod solvers;
-mod support;

@@ -3,8 +3,8 @@
 
 use candle_core::DType;
 
-use crate::oracle::run;
-use crate::support::{nan_max, values, GaussianData};
+use crate::transport::oracle::run;
+use crate::transport::oracle_support::{nan_max, values, GaussianData};
 use dit::transport::{
     DiffusionForm, Interpolant, LastStep, OdeConfig, OdeMethod, Phase, Prediction, SamplerConfig,
     SdeConfig, SdeMethod, Transport, TransportConfig,

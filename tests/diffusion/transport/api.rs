@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::support::{values, GaussianData};
+use crate::transport::oracle_support::{values, GaussianData};
 use dit::diffusion::NoiseSource;
 use dit::transport::{
     DiffusionForm, Hooks, Interpolant, LastStep, LossWeight, Objective, ObjectiveConfig, OdeConfig,
@@ -233,8 +233,12 @@ fn hooks_report_progress_and_data_estimates() {
         let mut progress = vec![];
         let mut previews: Vec<(f64, Vec<f64>)> = vec![];
         let mut calls = 0;
-        let mut model =
-            crate::support::oracle(&data, Interpolant::Linear, Prediction::Velocity, &mut calls);
+        let mut model = crate::transport::oracle_support::oracle(
+            &data,
+            Interpolant::Linear,
+            Prediction::Velocity,
+            &mut calls,
+        );
         let mut noise = NoiseSource::new(1, 0, 16);
         let mut on_progress = |done, total| progress.push((done, total));
         let mut on_preview = |t: f64, x1: &Tensor| previews.push((t, values(x1)));
@@ -268,10 +272,9 @@ fn hooks_report_progress_and_data_estimates() {
         // The last estimate is close to the final samples.
         let last = &previews.last().unwrap().1;
         let x = values(&sampled.x);
-        let gap = last
-            .iter()
-            .zip(&x)
-            .fold(0.0, |a, (p, x)| crate::support::nan_max(a, (p - x).abs()));
+        let gap = last.iter().zip(&x).fold(0.0, |a, (p, x)| {
+            crate::transport::oracle_support::nan_max(a, (p - x).abs())
+        });
         assert!(
             gap.is_finite() && gap < 0.5,
             "{sampler:?}: last preview {gap} from the samples"
