@@ -9,6 +9,7 @@ pub mod compute;
 pub mod cli;
 pub mod data;
 pub mod diffusion;
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod model;
