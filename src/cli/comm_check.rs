@@ -92,6 +92,9 @@ pub struct BenchArgs {
 pub fn run(args: CommCheckArgs) -> Result<()> {
     let comm = dist::from_launcher()?;
     let comm = comm.as_ref();
+    if comm.rank() == 0 {
+        println!("communicator: {}", comm.description());
+    }
     match args.check {
         Check::Collectives(a) => collectives(comm, &a),
         Check::Steps(a) => steps(comm, &a)?,

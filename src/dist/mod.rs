@@ -31,7 +31,7 @@ mod mpi;
 mod single;
 
 #[cfg(feature = "mpi")]
-pub use self::mpi::Mpi;
+pub use self::mpi::{Mpi, NO_IN_PLACE_VARIABLE};
 pub use bucket::{BucketedAllReduce, Reduction, DEFAULT_BUCKET_BYTES};
 pub use single::SingleProcess;
 
@@ -86,6 +86,9 @@ pub trait Communicator {
     /// metrics or counts) on `root`, in rank order: `Some(blobs)` on the root,
     /// `None` elsewhere.
     fn gather_bytes(&self, blob: &[u8], root: usize) -> Result<Option<Vec<Vec<u8>>>>;
+
+    /// What the communicator is, for logs: the library, this rank, the world.
+    fn description(&self) -> String;
 
     /// Ends the whole job: prints `rank R of W: message` to stderr and stops
     /// every rank, with exit status [`ABORT_EXIT_CODE`] where the launcher

@@ -38,6 +38,10 @@ impl Communicator for SingleProcess {
         Ok(Some(vec![blob.to_vec()]))
     }
 
+    fn description(&self) -> String {
+        "single process (no communication)".into()
+    }
+
     fn abort(&self, message: &str) -> ! {
         eprintln!("rank 0 of 1: {message}");
         let _ = std::io::stderr().flush();

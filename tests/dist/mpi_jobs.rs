@@ -56,16 +56,23 @@ impl Ended {
 }
 
 impl Job {
-    fn start(np: usize, args: &[&str], dir: &Path) -> Job {
-        let stdout = dir.join("stdout");
-        let stderr = dir.join("stderr");
-        let child = Command::new("mpirun")
+    /// `mpirun -np N --oversubscribe dit comm-check ARGS`.
+    fn command(np: usize, args: &[&str]) -> Command {
+        let mut command = Command::new("mpirun");
+        command
             .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
             .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
             .args(["-np", &np.to_string(), "--oversubscribe"])
             .arg(env!("CARGO_BIN_EXE_dit"))
             .arg("comm-check")
-            .args(args)
+            .args(args);
+        command
+    }
+
+    fn start(mut command: Command, dir: &Path) -> Job {
+        let stdout = dir.join("stdout");
+        let stderr = dir.join("stderr");
+        let child = command
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -112,10 +119,25 @@ fn collectives_on_one_two_and_three_ranks() {
         return;
     }
     let _one = ONE_JOB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    for np in 1..=3 {
+    // The last job all-reduces through a send buffer instead of in place.
+    for (np, in_place) in [(1, true), (2, true), (3, true), (3, false)] {
         let dir = tempfile::tempdir().unwrap();
         let args = ["collectives", "--sizes", "1,3,1000003"];
-        let ended = Job::start(np, &args, dir.path()).wait(Duration::from_secs(600));
+        let mut job = Job::command(np, &args);
+        if !in_place {
+            job.env(dit::dist::NO_IN_PLACE_VARIABLE, "1");
+        }
+        let ended = Job::start(job, dir.path()).wait(Duration::from_secs(600));
+        let path = if in_place {
+            "in place"
+        } else {
+            "through a send buffer"
+        };
+        assert!(
+            ended.stdout.contains(&format!("all-reduce {path}")),
+            "{}",
+            ended.describe()
+        );
         assert!(ended.status.success(), "{np} ranks: {}", ended.describe());
         // World 1 skips the mismatched-lengths check.
         let checks = if np == 1 { 22 } else { 23 };
@@ -184,7 +206,7 @@ fn a_rank_killed_mid_run_ends_the_job() {
         "--pid-dir",
         pid_dir,
     ];
-    let mut job = Job::start(3, &args, dir.path());
+    let mut job = Job::start(Job::command(3, &args), dir.path());
     let pids: Vec<i32> = (0..3)
         .map(|r| pid_of(&mut job, dir.path(), r, Duration::from_secs(120)))
         .collect();
@@ -245,7 +267,7 @@ fn a_failing_rank_ends_the_job_and_says_where() {
             how,
         ];
         let started = Instant::now();
-        let ended = Job::start(3, &args, dir.path()).wait(END_OF_JOB_LIMIT);
+        let ended = Job::start(Job::command(3, &args), dir.path()).wait(END_OF_JOB_LIMIT);
         let took = started.elapsed();
         assert!(!ended.status.success(), "{how}: {}", ended.describe());
         for fragment in fragments {

@@ -100,6 +100,9 @@ impl Communicator for IdenticalRanks {
     fn gather_bytes(&self, _: &[u8], _: usize) -> dit::Result<Option<Vec<Vec<u8>>>> {
         unreachable!()
     }
+    fn description(&self) -> String {
+        format!("{} identical ranks", self.world)
+    }
     fn abort(&self, message: &str) -> ! {
         panic!("{message}")
     }
