@@ -7,7 +7,7 @@
 //! `dit` binary rather than a binary of its own so that the tests need no
 //! second executable linking candle (tests/dist runs it).
 
-use crate::dist::{self, or_abort, BucketedAllReduce, Communicator, Reduction};
+use crate::dist::{self, or_abort, BucketedAllReduce, Communicator, Reduction, Watched};
 use crate::{bail, ensure, Error};
 use anyhow::Result;
 use candle_core::{Device, Tensor};
@@ -19,6 +19,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Args, Debug)]
 pub struct CommCheckArgs {
+    /// End the job when a collective waits longer than this (seconds).
+    #[arg(long, global = true)]
+    pub collective_timeout: Option<f64>,
     #[command(subcommand)]
     pub check: Check,
 }
@@ -76,6 +79,8 @@ pub enum Failure {
     Return,
     /// `std::process::exit(1)`: no MPI shutdown at all.
     Exit,
+    /// Sleeps forever, alive: only a collective timeout ends the job.
+    Hang,
 }
 
 #[derive(Args, Debug)]
@@ -91,13 +96,31 @@ pub struct BenchArgs {
 
 pub fn run(args: CommCheckArgs) -> Result<()> {
     let comm = dist::from_launcher()?;
-    let comm = comm.as_ref();
+    match args.collective_timeout {
+        None => run_on(comm.as_ref(), args.check, &|_| {}),
+        Some(seconds) => {
+            let limit = Duration::try_from_secs_f64(seconds)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--collective-timeout {seconds}: expected a positive number of seconds"
+                    )
+                })?;
+            let watched = Watched::new(comm, limit);
+            run_on(&watched, args.check, &|phase| watched.set_phase(phase))
+        }
+    }
+}
+
+/// `set_phase` names what the rank does for the watchdog, if there is one.
+fn run_on(comm: &dyn Communicator, check: Check, set_phase: &dyn Fn(&str)) -> Result<()> {
     if comm.rank() == 0 {
         println!("communicator: {}", comm.description());
     }
-    match args.check {
+    match check {
         Check::Collectives(a) => collectives(comm, &a),
-        Check::Steps(a) => steps(comm, &a)?,
+        Check::Steps(a) => steps(comm, &a, set_phase)?,
         Check::Bench(a) => bench(comm, &a),
     }
     let finished = comm.finish();
@@ -499,7 +522,7 @@ fn bucketed_matches_per_tensor(
 }
 
 /// A training-like loop: each step all-reduces rank+step and checks the sum.
-fn steps(comm: &dyn Communicator, args: &StepsArgs) -> Result<()> {
+fn steps(comm: &dyn Communicator, args: &StepsArgs, set_phase: &dyn Fn(&str)) -> Result<()> {
     let (world, rank) = (comm.world_size(), comm.rank());
     if let Some(dir) = &args.pid_dir {
         let tmp = dir.join(format!("rank-{rank}.pid.tmp"));
@@ -508,6 +531,7 @@ fn steps(comm: &dyn Communicator, args: &StepsArgs) -> Result<()> {
     }
     let mut buf = vec![0.0f32; args.len];
     for step in 0..args.steps {
+        set_phase(&format!("step {step}"));
         if args.fail_rank == Some(rank) && step == args.fail_at_step {
             let failure = Error::msg(format!("injected failure ({:?})", args.fail_how));
             match args.fail_how {
@@ -515,6 +539,9 @@ fn steps(comm: &dyn Communicator, args: &StepsArgs) -> Result<()> {
                 Failure::Panic => panic!("step {step}: injected panic"),
                 Failure::Return => return Err(failure.into()),
                 Failure::Exit => std::process::exit(1),
+                Failure::Hang => loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                },
             }
         }
         buf.fill((rank + step) as f32);

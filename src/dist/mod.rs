@@ -23,17 +23,20 @@
 //! end the job with [`Communicator::abort`] (or [`or_abort`]), which names the
 //! rank and what it was doing. The `Mpi` communicator also aborts the job when
 //! it is dropped without [`Communicator::finish`] (an early `?` return, a
-//! panic), so such a rank cannot leave the others hanging.
+//! panic), so such a rank cannot leave the others hanging. A rank that hangs
+//! without failing is caught by [`Watched`], a time limit on collectives.
 
 mod bucket;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod single;
+mod watched;
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::{Mpi, NO_IN_PLACE_VARIABLE};
 pub use bucket::{BucketedAllReduce, Reduction, DEFAULT_BUCKET_BYTES};
 pub use single::SingleProcess;
+pub use watched::Watched;
 
 use crate::{bail, Result};
 use candle_core::{DType, Tensor};
@@ -123,6 +126,66 @@ pub trait Communicator {
         let mut host = host_f32(tensor, "broadcast_tensor")?;
         self.broadcast_f32(&mut host, root)?;
         Ok(Tensor::from_vec(host, tensor.shape(), tensor.device())?)
+    }
+}
+
+/// A boxed communicator (what [`from_launcher`] returns) is one, so that
+/// wrappers such as [`Watched`] take it.
+impl<C: Communicator + ?Sized> Communicator for Box<C> {
+    fn rank(&self) -> usize {
+        (**self).rank()
+    }
+
+    fn world_size(&self) -> usize {
+        (**self).world_size()
+    }
+
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
+        (**self).all_reduce_sum(buf)
+    }
+
+    fn all_reduce_mean(&self, buf: &mut [f32]) -> Result<()> {
+        (**self).all_reduce_mean(buf)
+    }
+
+    fn broadcast_f32(&self, buf: &mut [f32], root: usize) -> Result<()> {
+        (**self).broadcast_f32(buf, root)
+    }
+
+    fn broadcast_bytes(&self, buf: &mut Vec<u8>, root: usize) -> Result<()> {
+        (**self).broadcast_bytes(buf, root)
+    }
+
+    fn barrier(&self) -> Result<()> {
+        (**self).barrier()
+    }
+
+    fn gather_bytes(&self, blob: &[u8], root: usize) -> Result<Option<Vec<Vec<u8>>>> {
+        (**self).gather_bytes(blob, root)
+    }
+
+    fn description(&self) -> String {
+        (**self).description()
+    }
+
+    fn abort(&self, message: &str) -> ! {
+        (**self).abort(message)
+    }
+
+    fn finish(&self) -> Result<()> {
+        (**self).finish()
+    }
+
+    fn all_reduce_sum_tensor(&self, tensor: &Tensor) -> Result<Tensor> {
+        (**self).all_reduce_sum_tensor(tensor)
+    }
+
+    fn all_reduce_mean_tensor(&self, tensor: &Tensor) -> Result<Tensor> {
+        (**self).all_reduce_mean_tensor(tensor)
+    }
+
+    fn broadcast_tensor(&self, tensor: &Tensor, root: usize) -> Result<Tensor> {
+        (**self).broadcast_tensor(tensor, root)
     }
 }
 

@@ -119,10 +119,20 @@ fn collectives_on_one_two_and_three_ranks() {
         return;
     }
     let _one = ONE_JOB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    // The last job all-reduces through a send buffer instead of in place.
-    for (np, in_place) in [(1, true), (2, true), (3, true), (3, false)] {
+    // The last job all-reduces through a send buffer instead of in place;
+    // the one before passes every collective through the watchdog.
+    for (np, in_place, watched) in [
+        (1, true, false),
+        (2, true, false),
+        (3, true, false),
+        (3, true, true),
+        (3, false, false),
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let args = ["collectives", "--sizes", "1,3,1000003"];
+        let mut args = vec!["collectives", "--sizes", "1,3,1000003"];
+        if watched {
+            args.extend(["--collective-timeout", "300"]);
+        }
         let mut job = Job::command(np, &args);
         if !in_place {
             job.env(dit::dist::NO_IN_PLACE_VARIABLE, "1");
@@ -133,8 +143,13 @@ fn collectives_on_one_two_and_three_ranks() {
         } else {
             "through a send buffer"
         };
+        let limit = if watched {
+            ", collectives limited to 300.0 s"
+        } else {
+            "\n"
+        };
         assert!(
-            ended.stdout.contains(&format!("all-reduce {path}")),
+            ended.stdout.contains(&format!("all-reduce {path}{limit}")),
             "{}",
             ended.describe()
         );
@@ -286,4 +301,48 @@ fn a_failing_rank_ends_the_job_and_says_where() {
             ended.status, ended.stderr
         );
     }
+}
+
+#[test]
+fn a_hung_rank_ends_the_job_after_the_collective_timeout() {
+    if !mpirun_or_skip("a_hung_rank_ends_the_job_after_the_collective_timeout") {
+        return;
+    }
+    let _one = ONE_JOB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    // Rank 1 sleeps at step 5; ranks 0 and 2 wait in that step's all-reduce.
+    let args = [
+        "steps",
+        "--steps",
+        "100000000",
+        "--len",
+        "100000",
+        "--fail-rank",
+        "1",
+        "--fail-at-step",
+        "5",
+        "--fail-how",
+        "hang",
+        "--collective-timeout",
+        "2",
+    ];
+    let started = Instant::now();
+    let ended = Job::start(Job::command(3, &args), dir.path()).wait(END_OF_JOB_LIMIT);
+    let took = started.elapsed();
+    assert!(!ended.status.success(), "{}", ended.describe());
+    assert!(
+        ended
+            .stderr
+            .contains("of 3: step 5: all_reduce_sum has waited"),
+        "{}",
+        ended.describe()
+    );
+    assert!(
+        took > Duration::from_secs(2),
+        "ended after {took:?}, before the limit"
+    );
+    eprintln!(
+        "hang: mpirun ended {} after {took:.2?} (start included)\n{}",
+        ended.status, ended.stderr
+    );
 }
