@@ -5,7 +5,8 @@
 #   bench/allreduce.sh                 # 2 ranks, 4/64/256 MiB f32 buffers
 #   NP=3 MIB=4,64 ITERS=10 bench/allreduce.sh
 #   DIT=target/debug/dit bench/allreduce.sh    # a dit already built with --features mpi
-#   BASELINE=1 bench/allreduce.sh      # also plain C MPI_Allreduce (bench/allreduce_baseline.c)
+#   BASELINE=1 bench/allreduce.sh      # also plain C MPI_Allreduce, in place and from a
+#                                      # copy (bench/allreduce_baseline.c)
 #
 # Prints, per size, the mean time per all-reduce (sum), the algorithm bandwidth
 # (buffer bytes / time) and the bus bandwidth (algbw * 2(np-1)/np).
@@ -30,4 +31,5 @@ if [ -n "${BASELINE:-}" ]; then
   trap 'rm -rf "$tmp"' EXIT
   mpicc -O2 -o "$tmp/allreduce_baseline" bench/allreduce_baseline.c
   mpirun -np "$NP" --oversubscribe "$tmp/allreduce_baseline" "$ITERS"
+  mpirun -np "$NP" --oversubscribe "$tmp/allreduce_baseline" "$ITERS" copy
 fi

@@ -15,9 +15,9 @@ use std::io::Write;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// MPI counts are C `int`s; longer buffers go in pieces of at most this many
-/// elements, through one reused send buffer of that size.
-const CHUNK_ELEMENTS: usize = 1 << 24;
+/// MPI counts are C `int`s: longer buffers go in pieces of at most this many
+/// elements (4 GiB of f32; a gradient bucket is one piece).
+const CHUNK_ELEMENTS: usize = 1 << 30;
 
 /// Set (to anything) in the environment, all-reduces send from a copy instead
 /// of in place: for an MPI library whose `MPI_IN_PLACE` is not the one
@@ -154,9 +154,6 @@ impl Communicator for Mpi {
             self.world
                 .all_reduce_into(&send[..], chunk, SystemOperation::sum());
         }
-        if send.capacity() > CHUNK_ELEMENTS {
-            *send = Vec::new();
-        }
         Ok(())
     }
 
@@ -271,8 +268,10 @@ impl Communicator for Mpi {
 
 /// The address MPI_IN_PLACE stands for in the library named by `library`
 /// (`MPI_Get_library_version`). The `mpi` crate does not export it (in C it
-/// is a macro), and sending from a copy instead made a 4 MiB all-reduce
-/// between two local ranks 6x slower with Open MPI 4.1 (bench/allreduce.sh).
+/// is a macro), and sending from a copy instead was several times slower for
+/// a 4 MiB all-reduce between two local ranks in most paired runs with Open
+/// MPI 4.1 on the (shared, noisy) 2-core test machine, e.g. 0.6 ms in place
+/// against 3.6–5.7 ms from a copy (`BASELINE=1 bench/allreduce.sh`).
 /// Known: Open MPI's mpi.h `((void *) 1)` and MPICH's `(void *) -1`; any
 /// other library takes the copying path.
 fn in_place_address(library: &str) -> Option<usize> {
