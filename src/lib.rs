@@ -9,6 +9,7 @@ pub mod atomic_file;
 pub mod compute;
 pub mod data;
 pub mod diffusion;
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod formats;

@@ -2,6 +2,7 @@
 //! in its own file and calls into the library.
 
 mod checkpoint_args;
+mod comm_check;
 mod compute_args;
 mod convert;
 mod eval;
@@ -44,6 +45,9 @@ pub enum Command {
     Extract(extract::ExtractArgs),
     /// Join the .npz files of a sharded `dit sample` run, in order.
     MergeNpz(merge_npz::MergeNpzArgs),
+    /// Check and time the communicator of a distributed job (tests, benches).
+    #[command(hide = true)]
+    CommCheck(comm_check::CommCheckArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -56,6 +60,7 @@ pub fn main() -> ExitCode {
         Command::Sample(args) => sample::run(args),
         Command::Extract(args) => extract::run(args),
         Command::MergeNpz(args) => merge_npz::run(args),
+        Command::CommCheck(args) => comm_check::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

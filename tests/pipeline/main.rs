@@ -6,6 +6,7 @@ mod support;
 
 mod adamw;
 mod cli;
+mod dist;
 mod extract_latents;
 mod extract_train_sample;
 mod sample_class_names;
