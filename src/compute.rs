@@ -50,9 +50,9 @@ impl FromStr for Precision {
     fn from_str(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "f32" | "fp32" | "float32" => Ok(Precision::F32),
-            "bf16" | "f16" | "fp16" => bail!(
-                "precision '{s}' is not available in this version of dit; use f32"
-            ),
+            "bf16" | "f16" | "fp16" => {
+                bail!("precision '{s}' is not available in this version of dit; use f32")
+            }
             _ => bail!("unknown precision '{s}': use f32"),
         }
     }

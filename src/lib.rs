@@ -5,8 +5,8 @@
 //! sampled with, [`eval`] the metrics, and [`cli`] the `dit` command line.
 
 pub mod atomic_file;
-pub mod compute;
 pub mod cli;
+pub mod compute;
 pub mod data;
 pub mod diffusion;
 pub mod error;
@@ -14,6 +14,7 @@ pub mod eval;
 pub mod model;
 pub mod ops;
 pub mod sample;
+pub mod serve;
 pub mod train;
 pub mod vae;
 

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod info;
 pub mod merge_npz;
 pub mod sample;
+pub mod serve;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,8 @@ pub enum Command {
     Sample(sample::SampleArgs),
     /// Encode an image folder once into VAE latents for `dit train --latents`.
     Extract(extract::ExtractArgs),
+    /// Serve an HTTP API and a web page for generating images.
+    Serve(serve::ServeArgs),
     /// Join the .npz files of a sharded `dit sample` run, in order.
     MergeNpz(merge_npz::MergeNpzArgs),
 }
@@ -54,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Sample(args) => sample::run(args),
         Command::Extract(args) => extract::run(args),
         Command::MergeNpz(args) => merge_npz::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,17 +1,19 @@
 //! `dit sample`: draw images from a checkpoint (grid, PNG files, `.npz`).
 
 use super::checkpoint_args::CheckpointArgs;
-use crate::diffusion::{DiffusionConfig, GuidanceChannels, Sampler, VarianceType};
+use crate::diffusion::{GuidanceChannels, Sampler};
 use crate::model::Dit;
+use crate::sample::checkpoint_facts::{
+    checkpoint_class_names, checkpoint_file, sampling_diffusion,
+};
 use crate::sample::job::check_decoder;
-use crate::sample::{resolve_classes, ClassChoice, ClassNames, SampleJob, SampleSettings, Shard};
-use crate::train::checkpoint::{stored_class_names, stored_diffusion_config};
+use crate::sample::{resolve_classes, ClassChoice, SampleJob, SampleSettings, Shard};
 use crate::vae::Vae;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where the official weights come from; `dit` never downloads them.
 pub const WEIGHTS_HELP: &str = "\
@@ -115,32 +117,6 @@ fn sampler(args: &SampleArgs) -> Sampler {
     }
 }
 
-/// The diffusion a checkpoint was trained with, else DiT's.
-fn diffusion_config(ckpt: &Path, model: &Dit) -> DiffusionConfig {
-    stored_diffusion_config(ckpt).unwrap_or_else(|| {
-        let default = DiffusionConfig::default();
-        if model.config().learn_sigma {
-            default
-        } else {
-            // ADM's choice for models without a learned variance.
-            DiffusionConfig {
-                variance: VarianceType::FixedLarge,
-                ..default
-            }
-        }
-    })
-}
-
-/// Names for `--class`: a dit train checkpoint's own, else ImageNet's for
-/// 1000-class models.
-fn class_names(ckpt: &Path, num_classes: usize) -> Option<ClassNames> {
-    match stored_class_names(ckpt) {
-        Some(names) if names.len() == num_classes => Some(ClassNames::from_names(&names)),
-        _ if num_classes == 1000 => Some(ClassNames::imagenet()),
-        _ => None,
-    }
-}
-
 pub fn run(args: SampleArgs) -> Result<()> {
     let Some(ckpt) = &args.ckpt else {
         bail!("{WEIGHTS_HELP}")
@@ -148,10 +124,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if !ckpt.exists() {
         bail!("{} does not exist.\n{WEIGHTS_HELP}", ckpt.display());
     }
-    let ckpt = match crate::train::checkpoint::resolve(ckpt) {
-        Ok(file) if ckpt.is_dir() && ckpt.join("checkpoints").is_dir() => file,
-        _ => ckpt.clone(),
-    };
+    let ckpt = checkpoint_file(ckpt);
     let device = Device::Cpu;
     let model = Dit::load_with(&ckpt, &device, &args.checkpoint.load_options())
         .with_context(|| format!("loading {}", ckpt.display()))?;
@@ -168,7 +141,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let classes = if args.classes.is_empty() {
         ClassChoice::Uniform { num_classes }
     } else {
-        let names = class_names(&ckpt, num_classes);
+        let names = checkpoint_class_names(&ckpt, num_classes);
         ClassChoice::Cycle(resolve_classes(&args.classes, names.as_ref(), num_classes)?)
     };
     let total = args.num_samples.unwrap_or(match &classes {
@@ -187,7 +160,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let job = SampleJob {
         model: &model,
         vae: vae.as_ref(),
-        diffusion: diffusion_config(&ckpt, &model),
+        diffusion: sampling_diffusion(&ckpt, &model),
         settings,
         classes,
         indices: shard.range(total),

@@ -6,7 +6,7 @@
 
 use crate::diffusion::{
     guidance::double_batch, ClassifierFreeGuidance, DiffusionConfig, GaussianDiffusion,
-    GuidanceChannels, NoiseSource, SampleOptions, Sampler,
+    GuidanceChannels, NoiseSource, SampleOptions, Sampler, StepObserver,
 };
 use crate::model::Dit;
 use anyhow::{bail, Context, Result};
@@ -84,9 +84,31 @@ impl<'a> Generator<'a> {
         first_index: u64,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Tensor> {
+        let noise = NoiseSource::new(self.settings.seed, first_index, labels.len());
+        self.generate_observed(labels, noise, &mut |step| {
+            progress(step.done, step.total);
+            Ok(())
+        })
+    }
+
+    /// Samples for `labels` drawing from `noise` (one stream per label, e.g.
+    /// several requests' [`NoiseSource`]s joined), showing `observer` every
+    /// step; an error from the observer abandons the batch.
+    pub fn generate_observed(
+        &self,
+        labels: &[u32],
+        mut noise: NoiseSource,
+        observer: &mut StepObserver<'_>,
+    ) -> Result<Tensor> {
         let cfg = self.model.config();
         let device: Device = self.model.device().clone();
         let n = labels.len();
+        if noise.batch_size() != n {
+            bail!(
+                "{} noise streams for {n} labels: one stream per image",
+                noise.batch_size()
+            );
+        }
         for &label in labels {
             if label as usize >= cfg.num_classes {
                 bail!(
@@ -118,20 +140,13 @@ impl<'a> Generator<'a> {
             Ok(out.detach())
         };
         let shape = [n, cfg.in_channels, cfg.input_size, cfg.input_size];
-        let mut noise = NoiseSource::new(self.settings.seed, first_index, n);
         let options = SampleOptions {
             sampler: self.settings.sampler,
             clip_denoised: self.settings.clip_denoised,
         };
-        let dtype = self.model.dtype();
-        Ok(self.diffusion.sample(
-            &mut denoise,
-            &shape,
-            dtype,
-            &device,
-            &options,
-            &mut noise,
-            progress,
-        )?)
+        let x_t = noise.draw(&shape, self.model.dtype(), &device)?;
+        Ok(self
+            .diffusion
+            .sample_observed(&mut denoise, x_t, &options, &mut noise, observer)?)
     }
 }
