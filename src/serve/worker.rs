@@ -17,6 +17,7 @@ use crate::{Context, Result};
 use candle_core::Tensor;
 use image::imageops::FilterType;
 use image::DynamicImage;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,7 +39,11 @@ pub struct WorkerSettings {
 pub fn run(model: ServedModel, scheduler: Arc<Scheduler>, settings: WorkerSettings) {
     while let Some(batch) = scheduler.next_batch(settings.batching) {
         let started = Instant::now();
-        let result = run_batch(&model, &batch, settings.preview_every, started);
+        // A panic inside the model code must not leave its jobs waiting forever.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            run_batch(&model, &batch, settings.preview_every, started)
+        }))
+        .unwrap_or_else(|_| Err(crate::Error::msg("the worker panicked while sampling")));
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(outputs) => {

@@ -7,307 +7,73 @@ use serde_json::json;
 
 const KEY: &str = "test-key-1234";
 
+/// A request the server must refuse, and how.
+struct BadRequest<'a> {
+    what: &'a str,
+    method: &'a str,
+    url: String,
+    body: Option<String>,
+    key: Option<&'a str>,
+    status: u16,
+    /// The field the error names, if any.
+    param: Option<&'a str>,
+    /// A fragment of the error message.
+    says: &'a str,
+}
+
+#[rustfmt::skip]
 #[test]
 fn bad_requests_get_4xx_with_their_reason_and_the_server_still_serves() {
     let model = test_model(tiny_config());
-    let server = start(
-        &model,
-        ServeConfig {
-            api_key: Some(KEY.into()),
-            ..loopback_config()
-        },
-    );
+    let server = start(&model, ServeConfig { api_key: Some(KEY.into()), ..loopback_config() });
     let base = server.url();
     let generations = format!("{base}/v1/images/generations");
     let huge = format!("{{\"prompt\": \"{}\"}}", "x".repeat(100_000));
-    // (what, method, url, body, key, status, param, fragment of the message)
-    let table: Vec<(
-        &str,
-        &str,
-        String,
-        Option<String>,
-        Option<&str>,
-        u16,
-        Option<&str>,
-        &str,
-    )> = vec![
-        (
-            "unknown class",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dres"}"#.into()),
-            Some(KEY),
-            400,
-            Some("prompt"),
-            "unknown class 'dres'; closest: 3 (dress)",
-        ),
-        (
-            "class id out of range",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "17"}"#.into()),
-            Some(KEY),
-            400,
-            Some("prompt"),
-            "class 17 out of range",
-        ),
-        (
-            "missing prompt",
-            "POST",
-            generations.clone(),
-            Some(r#"{"n": 1}"#.into()),
-            Some(KEY),
-            400,
-            Some("prompt"),
-            "missing",
-        ),
-        (
-            "n = 0",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress", "n": 0}"#.into()),
-            Some(KEY),
-            400,
-            Some("n"),
-            "0 is out of range: allowed 1..=8",
-        ),
-        (
-            "n too large",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress", "n": 9}"#.into()),
-            Some(KEY),
-            400,
-            Some("n"),
-            "9 is out of range: allowed 1..=8",
-        ),
-        (
-            "n not an integer",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress", "n": 1.5}"#.into()),
-            Some(KEY),
-            400,
-            Some("n"),
-            "expected an integer",
-        ),
-        (
-            "steps = 0",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress", "steps": 0}"#.into()),
-            Some(KEY),
-            400,
-            Some("steps"),
-            "0 is out of range: allowed 2..=1000",
-        ),
-        (
-            "steps beyond the limit",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress", "steps": 5000}"#.into()),
-            Some(KEY),
-            400,
-            Some("steps"),
-            "5000 is out of range",
-        ),
-        (
-            "guidance NaN",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress", "guidance_scale": NaN}"#.into()),
-            Some(KEY),
-            400,
-            None,
-            "not valid JSON",
-        ),
-        (
-            "guidance \"NaN\"",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress", "guidance_scale": "NaN"}"#.into()),
-            Some(KEY),
-            400,
-            Some("guidance_scale"),
-            "expected a finite number",
-        ),
-        (
-            "guidance too large",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress", "guidance_scale": 1e6}"#.into()),
-            Some(KEY),
-            400,
-            Some("guidance_scale"),
-            "beyond the limit",
-        ),
-        (
-            "unknown sampler",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress", "sampler": "euler"}"#.into()),
-            Some(KEY),
-            400,
-            Some("sampler"),
-            "expected \"ddpm\", \"ddim\" or \"dpm++\"",
-        ),
-        (
-            "unknown response format",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress", "response_format": "png"}"#.into()),
-            Some(KEY),
-            400,
-            Some("response_format"),
-            "expected \"b64_json\" or \"url\"",
-        ),
-        (
-            "wrong size",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress", "size": "256x256"}"#.into()),
-            Some(KEY),
-            400,
-            Some("size"),
-            "makes 8x8 images only",
-        ),
-        (
-            "negative seed",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress", "seed": -1}"#.into()),
-            Some(KEY),
-            400,
-            Some("seed"),
-            "expected an integer",
-        ),
-        (
-            "unknown field",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress", "guidance": 2}"#.into()),
-            Some(KEY),
-            400,
-            Some("guidance"),
-            "unknown field",
-        ),
-        (
-            "malformed JSON",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress""#.into()),
-            Some(KEY),
-            400,
-            None,
-            "not valid JSON",
-        ),
-        (
-            "not an object",
-            "POST",
-            generations.clone(),
-            Some("[1, 2]".into()),
-            Some(KEY),
-            400,
-            None,
-            "must be a JSON object",
-        ),
-        (
-            "huge body",
-            "POST",
-            generations.clone(),
-            Some(huge),
-            Some(KEY),
-            413,
-            None,
-            "larger than the limit of 16384 bytes",
-        ),
-        (
-            "wrong key",
-            "POST",
-            generations.clone(),
-            Some(r#"{"prompt": "dress"}"#.into()),
-            Some("nope"),
-            401,
-            None,
-            "wrong API key",
-        ),
-        (
-            "no key",
-            "GET",
-            format!("{base}/v1/models"),
-            None,
-            None,
-            401,
-            None,
-            "needs an API key",
-        ),
-        (
-            "unknown job",
-            "GET",
-            format!("{base}/v1/jobs/0123"),
-            None,
-            Some(KEY),
-            404,
-            None,
-            "no job '0123'",
-        ),
-        (
-            "path in a job id",
-            "GET",
-            format!("{base}/v1/jobs/..%2F..%2Fetc%2Fpasswd/images/0.png"),
-            None,
-            Some(KEY),
-            404,
-            None,
-            "no job '../../etc/passwd'",
-        ),
-        (
-            "cancel an unknown job",
-            "DELETE",
-            format!("{base}/v1/jobs/42"),
-            None,
-            Some(KEY),
-            404,
-            None,
-            "no job '42'",
-        ),
-        (
-            "unknown endpoint",
-            "GET",
-            format!("{base}/v1/engines"),
-            None,
-            Some(KEY),
-            404,
-            None,
-            "no such endpoint: GET /v1/engines",
-        ),
+    let post = |what, body: &str, param, says| BadRequest {
+        what, method: "POST", url: generations.clone(), body: Some(body.to_string()),
+        key: Some(KEY), status: 400, param, says,
+    };
+    let fetch = |what, url: String, status, says| BadRequest {
+        what, method: "GET", url, body: None, key: Some(KEY), status, param: None, says,
+    };
+    let table = [
+        post("unknown class", r#"{"prompt": "dres"}"#, Some("prompt"), "unknown class 'dres'; closest: 3 (dress)"),
+        post("class id out of range", r#"{"prompt": "17"}"#, Some("prompt"), "class 17 out of range"),
+        post("missing prompt", r#"{"n": 1}"#, Some("prompt"), "missing"),
+        post("n = 0", r#"{"prompt": "dress", "n": 0}"#, Some("n"), "0 is out of range: allowed 1..=8"),
+        post("n too large", r#"{"prompt": "dress", "n": 9}"#, Some("n"), "9 is out of range: allowed 1..=8"),
+        post("n not an integer", r#"{"prompt": "dress", "n": 1.5}"#, Some("n"), "expected an integer"),
+        post("steps = 0", r#"{"prompt": "dress", "steps": 0}"#, Some("steps"), "0 is out of range: allowed 2..=1000"),
+        post("steps beyond the limit", r#"{"prompt": "dress", "steps": 5000}"#, Some("steps"), "5000 is out of range"),
+        post("guidance NaN", r#"{"prompt": "dress", "guidance_scale": NaN}"#, None, "not valid JSON"),
+        post("guidance \"NaN\"", r#"{"prompt": "dress", "guidance_scale": "NaN"}"#, Some("guidance_scale"), "expected a finite number"),
+        post("guidance too large", r#"{"prompt": "dress", "guidance_scale": 1e6}"#, Some("guidance_scale"), "beyond the limit"),
+        post("unknown sampler", r#"{"prompt": "dress", "sampler": "euler"}"#, Some("sampler"), "expected \"ddpm\", \"ddim\" or \"dpm++\""),
+        post("unknown response format", r#"{"prompt": "dress", "response_format": "png"}"#, Some("response_format"), "expected \"b64_json\" or \"url\""),
+        post("wrong size", r#"{"prompt": "dress", "size": "256x256"}"#, Some("size"), "makes 8x8 images only"),
+        post("negative seed", r#"{"prompt": "dress", "seed": -1}"#, Some("seed"), "expected an integer"),
+        post("unknown field", r#"{"prompt": "dress", "guidance": 2}"#, Some("guidance"), "unknown field"),
+        post("malformed JSON", r#"{"prompt": "dress""#, None, "not valid JSON"),
+        post("not an object", "[1, 2]", None, "must be a JSON object"),
+        BadRequest { status: 413, ..post("huge body", &huge, None, "larger than the limit of 16384 bytes") },
+        BadRequest { key: Some("nope"), status: 401, ..post("wrong key", r#"{"prompt": "dress"}"#, None, "wrong API key") },
+        BadRequest { key: None, ..fetch("no key", format!("{base}/v1/models"), 401, "needs an API key") },
+        fetch("unknown job", format!("{base}/v1/jobs/0123"), 404, "no job '0123'"),
+        fetch("path in a job id", format!("{base}/v1/jobs/..%2F..%2Fetc%2Fpasswd/images/0.png"), 404, "no job '../../etc/passwd'"),
+        BadRequest { method: "DELETE", ..fetch("cancel an unknown job", format!("{base}/v1/jobs/42"), 404, "no job '42'") },
+        fetch("unknown endpoint", format!("{base}/v1/engines"), 404, "no such endpoint: GET /v1/engines"),
     ];
-    for (what, method, url, body, key, status, param, fragment) in &table {
-        let answer = send(method, url, body.as_ref().map(|b| b.as_bytes()), *key);
-        assert_eq!(
-            answer.status,
-            *status,
-            "{what}: {}",
-            String::from_utf8_lossy(&answer.body)
-        );
+    for row in &table {
+        let answer = send(row.method, &row.url, row.body.as_deref().map(str::as_bytes), row.key);
+        let what = row.what;
+        assert_eq!(answer.status, row.status, "{what}: {}", String::from_utf8_lossy(&answer.body));
         let message = answer.error_message();
-        assert!(
-            message.contains(fragment),
-            "{what}: '{message}' lacks '{fragment}'"
-        );
-        assert_eq!(answer.json()["error"]["param"].as_str(), *param, "{what}");
-        println!("{what}: {status} {message}");
+        assert!(message.contains(row.says), "{what}: '{message}' lacks '{}'", row.says);
+        assert_eq!(answer.json()["error"]["param"].as_str(), row.param, "{what}");
+        println!("{what}: {} {message}", row.status);
     }
-    assert_eq!(
-        get(&format!("{base}/health")).json()["jobs"]["succeeded"],
-        0
-    );
-    let ok = send(
-        "POST",
-        &generations,
-        Some(br#"{"prompt": "dress", "steps": 4}"#),
-        Some(KEY),
-    );
+    assert_eq!(get(&format!("{base}/health")).json()["jobs"]["succeeded"], 0);
+    let ok = send("POST", &generations, Some(br#"{"prompt": "dress", "steps": 4}"#), Some(KEY));
     assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
     assert_eq!(ok.json()["data"][0]["class_name"], "dress");
     // The page and the health check need no key.

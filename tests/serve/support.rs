@@ -173,7 +173,7 @@ pub fn try_send(
     url: &str,
     body: Option<&[u8]>,
     key: Option<&str>,
-) -> Result<Answer, ureq::Transport> {
+) -> Result<Answer, String> {
     let mut request = agent.request(method, url);
     if let Some(key) = key {
         request = request.set("Authorization", &format!("Bearer {key}"));
@@ -187,7 +187,7 @@ pub fn try_send(
     let response = match result {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
-        Err(ureq::Error::Transport(t)) => return Err(t),
+        Err(ureq::Error::Transport(t)) => return Err(t.to_string()),
     };
     let status = response.status();
     let retry_after = response.header("Retry-After").map(str::to_string);
