@@ -16,6 +16,7 @@ pub mod formats;
 pub mod model;
 pub mod ops;
 pub mod sample;
+pub mod serve;
 pub mod train;
 pub mod transport;
 pub mod vae;

@@ -7,11 +7,11 @@
 //! `dit` binary rather than a binary of its own so that the tests need no
 //! second executable linking candle (tests/dist runs it).
 
-use dit::dist::{self, or_abort, BucketedAllReduce, Communicator, Reduction, Watched};
-use dit::{bail, ensure, Error};
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use clap::{Args, Subcommand, ValueEnum};
+use dit::dist::{self, or_abort, BucketedAllReduce, Communicator, Reduction, Watched};
+use dit::{bail, ensure, Error};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;

@@ -11,6 +11,7 @@ mod info;
 mod merge_npz;
 mod objective_args;
 mod sample;
+mod serve;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,8 @@ pub enum Command {
     Sample(sample::SampleArgs),
     /// Encode an image folder once into VAE latents for `dit train --latents`.
     Extract(extract::ExtractArgs),
+    /// Serve an HTTP API and a web page for generating images.
+    Serve(serve::ServeArgs),
     /// Join the .npz files of a sharded `dit sample` run, in order.
     MergeNpz(merge_npz::MergeNpzArgs),
     /// Check and time the communicator of a distributed job (tests, benches).
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Extract(args) => extract::run(args),
         Command::MergeNpz(args) => merge_npz::run(args),
         Command::CommCheck(args) => comm_check::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,17 +5,18 @@ use super::compute_args::ComputeArgs;
 use super::objective_args::ObjectiveArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use dit::diffusion::{DiffusionConfig, GuidanceChannels, Sampler, VarianceType};
+use dit::diffusion::{GuidanceChannels, Sampler};
 use dit::model::Dit;
+use dit::sample::checkpoint_facts::{checkpoint_class_names, checkpoint_file, sampling_objective};
 use dit::sample::job::check_decoder;
 use dit::sample::{
-    resolve_classes, ClassChoice, ClassNames, SampleJob, SampleSettings, SamplerChoice, Shard,
+    generator::DIFFUSION_SAMPLERS, resolve_classes, ClassChoice, SampleJob, SampleSettings,
+    SamplerChoice, Shard,
 };
-use dit::train::checkpoint::{stored_class_names, stored_objective};
-use dit::transport::{ObjectiveConfig, OdeConfig, OdeMethod, SamplerConfig, SdeConfig, SdeMethod};
+use dit::transport::{ObjectiveConfig, OdeConfig, SamplerConfig};
 use dit::vae::Vae;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where the official weights come from; `dit` never downloads them.
 pub const WEIGHTS_HELP: &str = "\
@@ -144,92 +145,40 @@ fn parse_guidance_channels(s: &str) -> Result<GuidanceChannels, String> {
     }
 }
 
-/// The sampler `--sampler` names, or the family's default for `objective`.
+/// The sampler `--sampler` names, or the family's default for `objective`,
+/// with this command's settings.
 fn sampler(args: &SampleArgs, objective: &ObjectiveConfig) -> Result<SamplerChoice> {
-    let default = match objective {
-        ObjectiveConfig::Ddpm(_) => "ddpm",
-        ObjectiveConfig::Sit(_) => "ode-dopri5",
-    };
-    let name = args.sampler.as_deref().unwrap_or(default);
-    let grid_points = || -> Result<usize> {
-        args.steps.trim().parse().with_context(|| {
+    let name = args
+        .sampler
+        .as_deref()
+        .unwrap_or(SamplerChoice::names_for(objective)[0]);
+    // Grid points matter to the transport's fixed-step samplers only.
+    let fixed_transport_steps = name != "ode-dopri5" && !DIFFUSION_SAMPLERS.contains(&name);
+    let grid_points = match fixed_transport_steps {
+        true => args.steps.trim().parse().with_context(|| {
             format!(
                 "--steps {}: SiT samplers take a number of grid points",
                 args.steps
             )
-        })
+        })?,
+        false => OdeConfig::default().num_steps,
     };
-    let ode = |method| -> Result<SamplerChoice> {
-        Ok(SamplerChoice::Transport(SamplerConfig::Ode(OdeConfig {
-            method,
-            num_steps: if method == OdeMethod::Dopri5 {
-                OdeConfig::default().num_steps
-            } else {
-                grid_points()?
-            },
-            atol: args.atol,
-            rtol: args.rtol,
-        })))
-    };
-    let sde = |method| -> Result<SamplerChoice> {
-        Ok(SamplerChoice::Transport(SamplerConfig::Sde(SdeConfig {
-            method,
-            diffusion: args.diffusion_form.parse()?,
-            diffusion_norm: args.diffusion_norm,
-            last_step: args.last_step.parse()?,
-            last_step_size: args.last_step_size,
-            num_steps: grid_points()?,
-        })))
-    };
-    Ok(match name {
-        "ddim" => SamplerChoice::Diffusion(Sampler::Ddim { eta: args.eta }),
-        "dpm++" => SamplerChoice::Diffusion(Sampler::DpmSolverPP2M),
-        "ode-dopri5" => ode(OdeMethod::Dopri5)?,
-        "ode-heun" => ode(OdeMethod::Heun)?,
-        "ode-euler" => ode(OdeMethod::Euler)?,
-        "sde-euler" => sde(SdeMethod::Euler)?,
-        "sde-heun" => sde(SdeMethod::Heun)?,
-        _ => SamplerChoice::Diffusion(Sampler::Ddpm),
-    })
-}
-
-/// What a checkpoint was trained with: what it records, else what
-/// --objective says, else DiT's diffusion.
-fn objective(ckpt: &Path, model: &Dit, args: &ObjectiveArgs) -> Result<ObjectiveConfig> {
-    let stored = stored_objective(ckpt);
-    if args.given() {
-        let named = args.config()?;
-        if let Some(stored) = stored.filter(|s| *s != named) {
-            bail!(
-                "{} records its objective ({}); drop --objective and its options",
-                ckpt.display(),
-                serde_json::to_string(&stored)?
-            );
+    let mut choice = SamplerChoice::from_name(name, grid_points)
+        .with_context(|| format!("unknown sampler {name}"))?;
+    match &mut choice {
+        SamplerChoice::Diffusion(Sampler::Ddim { eta }) => *eta = args.eta,
+        SamplerChoice::Transport(SamplerConfig::Ode(ode)) => {
+            (ode.atol, ode.rtol) = (args.atol, args.rtol);
         }
-        return Ok(named);
+        SamplerChoice::Transport(SamplerConfig::Sde(sde)) => {
+            sde.diffusion = args.diffusion_form.parse()?;
+            sde.diffusion_norm = args.diffusion_norm;
+            sde.last_step = args.last_step.parse()?;
+            sde.last_step_size = args.last_step_size;
+        }
+        SamplerChoice::Diffusion(_) => {}
     }
-    Ok(stored.unwrap_or_else(|| {
-        let default = DiffusionConfig::default();
-        ObjectiveConfig::Ddpm(if model.config().learn_sigma {
-            default
-        } else {
-            // ADM's choice for models without a learned variance.
-            DiffusionConfig {
-                variance: VarianceType::FixedLarge,
-                ..default
-            }
-        })
-    }))
-}
-
-/// Names for `--class`: a dit train checkpoint's own, else ImageNet's for
-/// 1000-class models.
-fn class_names(ckpt: &Path, num_classes: usize) -> Option<ClassNames> {
-    match stored_class_names(ckpt) {
-        Some(names) if names.len() == num_classes => Some(ClassNames::from_names(&names)),
-        _ if num_classes == 1000 => Some(ClassNames::imagenet()),
-        _ => None,
-    }
+    Ok(choice)
 }
 
 pub fn run(args: SampleArgs) -> Result<()> {
@@ -239,10 +188,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if !ckpt.exists() {
         bail!("{} does not exist.\n{WEIGHTS_HELP}", ckpt.display());
     }
-    let ckpt = match dit::train::checkpoint::resolve(ckpt) {
-        Ok(file) if ckpt.is_dir() && ckpt.join("checkpoints").is_dir() => file,
-        _ => ckpt.clone(),
-    };
+    let ckpt = checkpoint_file(ckpt);
     let compute = args.compute.compute()?;
     let device = compute.device.clone();
     let model = Dit::load_with(&ckpt, &device, &args.checkpoint.load_options())
@@ -261,7 +207,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let classes = if args.classes.is_empty() {
         ClassChoice::Uniform { num_classes }
     } else {
-        let names = class_names(&ckpt, num_classes);
+        let names = checkpoint_class_names(&ckpt, num_classes);
         ClassChoice::Cycle(resolve_classes(&args.classes, names.as_ref(), num_classes)?)
     };
     let total = args.num_samples.unwrap_or(match &classes {
@@ -269,7 +215,11 @@ pub fn run(args: SampleArgs) -> Result<()> {
         ClassChoice::Uniform { .. } => 8,
     });
     let shard = args.shard.unwrap_or(Shard::WHOLE);
-    let objective = objective(&ckpt, &model, &args.objective)?;
+    let named = match args.objective.given() {
+        true => Some(args.objective.config()?),
+        false => None,
+    };
+    let objective = sampling_objective(&ckpt, &model, named)?;
     let sampler = sampler(&args, &objective)?;
     let sampler_name = sampler.name();
     let settings = SampleSettings {
@@ -333,7 +283,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
             } else {
                 1
             };
-            let names = class_names(&ckpt, model.config().num_classes);
+            let names = checkpoint_class_names(&ckpt, model.config().num_classes);
             images.save_sheet(path, &title, names.as_ref(), nrow, scale)?;
         } else {
             images.save_grid(path, nrow)?;

@@ -8,13 +8,14 @@
 
 use crate::diffusion::{
     guidance::double_batch, ClassifierFreeGuidance, GaussianDiffusion, GuidanceChannels,
-    NoiseSource, SampleOptions, Sampler,
+    NoiseSource, SampleOptions, SampleStep, Sampler,
 };
 use crate::model::Dit;
 use crate::transport::{Hooks, ObjectiveConfig, SamplerConfig, Transport};
 use crate::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 
 /// A sampler of either family: the diffusion samplers for DDPM-trained
 /// models, the transport integrators for SiT-trained ones.
@@ -42,6 +43,59 @@ impl SamplerChoice {
                 SdeMethod::Euler => "sde-euler".into(),
                 SdeMethod::Heun => "sde-heun".into(),
             },
+        }
+    }
+}
+
+/// The samplers of DDPM-trained models, by name.
+pub const DIFFUSION_SAMPLERS: &[&str] = &["ddpm", "ddim", "dpm++"];
+/// The samplers of SiT-trained models, by name.
+pub const TRANSPORT_SAMPLERS: &[&str] = &[
+    "ode-dopri5",
+    "ode-heun",
+    "ode-euler",
+    "sde-euler",
+    "sde-heun",
+];
+
+impl SamplerChoice {
+    /// The sampler called `name` with its default settings: DDIM with η = 0,
+    /// the transport samplers on `grid_points` points (SiT's defaults
+    /// otherwise). `None` for an unknown name.
+    pub fn from_name(name: &str, grid_points: usize) -> Option<SamplerChoice> {
+        use crate::transport::{OdeConfig, OdeMethod, SdeConfig, SdeMethod};
+        let ode = |method| {
+            SamplerChoice::Transport(SamplerConfig::Ode(OdeConfig {
+                method,
+                num_steps: grid_points,
+                ..OdeConfig::default()
+            }))
+        };
+        let sde = |method| {
+            SamplerChoice::Transport(SamplerConfig::Sde(SdeConfig {
+                method,
+                num_steps: grid_points,
+                ..SdeConfig::default()
+            }))
+        };
+        Some(match name {
+            "ddpm" => SamplerChoice::Diffusion(Sampler::Ddpm),
+            "ddim" => SamplerChoice::Diffusion(Sampler::Ddim { eta: 0.0 }),
+            "dpm++" => SamplerChoice::Diffusion(Sampler::DpmSolverPP2M),
+            "ode-dopri5" => ode(OdeMethod::Dopri5),
+            "ode-heun" => ode(OdeMethod::Heun),
+            "ode-euler" => ode(OdeMethod::Euler),
+            "sde-euler" => sde(SdeMethod::Euler),
+            "sde-heun" => sde(SdeMethod::Heun),
+            _ => return None,
+        })
+    }
+
+    /// The names of the samplers that fit a model trained with `objective`.
+    pub fn names_for(objective: &ObjectiveConfig) -> &'static [&'static str] {
+        match objective {
+            ObjectiveConfig::Ddpm(_) => DIFFUSION_SAMPLERS,
+            ObjectiveConfig::Sit(_) => TRANSPORT_SAMPLERS,
         }
     }
 }
@@ -161,9 +215,35 @@ impl<'a> Generator<'a> {
         first_index: u64,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Tensor> {
+        let noise = NoiseSource::new(self.settings.seed, first_index, labels.len());
+        self.generate_observed(labels, noise, false, &mut |step| {
+            progress(step.done, step.total);
+            Ok(())
+        })
+    }
+
+    /// Samples for `labels` drawing from `noise` (one stream per label, e.g.
+    /// several requests' [`NoiseSource`]s joined), showing `observer` every
+    /// step; an error from the observer abandons the batch. With `previews`,
+    /// each step can show the process's current estimate of the clean
+    /// samples ([`SamplingStep::estimate`]; for the transport samplers it is
+    /// computed at every model call, so leave it off otherwise).
+    pub fn generate_observed(
+        &self,
+        labels: &[u32],
+        mut noise: NoiseSource,
+        previews: bool,
+        observer: &mut SamplingObserver<'_>,
+    ) -> Result<Tensor> {
         let cfg = self.model.config();
         let device: Device = self.model.device().clone();
         let n = labels.len();
+        if noise.batch_size() != n {
+            bail!(
+                "{} noise streams for {n} labels: one stream per image",
+                noise.batch_size()
+            );
+        }
         if let Some(&bad) = labels.iter().find(|&&l| l as usize >= cfg.num_classes) {
             bail!(
                 "class {bad} out of range: the model has {} classes",
@@ -189,33 +269,70 @@ impl<'a> Generator<'a> {
             Ok(out.detach())
         };
         let shape = [n, cfg.in_channels, cfg.input_size, cfg.input_size];
-        let mut noise = NoiseSource::new(self.settings.seed, first_index, n);
         match &self.process {
             Process::Diffusion(diffusion, sampler) => {
                 let options = SampleOptions {
                     sampler: *sampler,
                     clip_denoised: self.settings.clip_denoised,
                 };
-                diffusion.sample(
-                    &mut denoise,
-                    &shape,
-                    self.model.dtype(),
-                    &device,
-                    &options,
-                    &mut noise,
-                    progress,
-                )
+                let x_t = noise.draw(&shape, self.model.dtype(), &device)?;
+                diffusion.sample_observed(&mut denoise, x_t, &options, &mut noise, &mut |step| {
+                    observer(&SamplingStep {
+                        done: step.done,
+                        total: step.total,
+                        estimate: Estimate::Diffusion(step),
+                    })
+                })
             }
             Process::Transport(transport, sampler) => {
-                let mut report = |done, total| progress(done, total);
+                let latest: RefCell<Option<Tensor>> = RefCell::new(None);
+                let mut keep = |_t: f64, x1: &Tensor| *latest.borrow_mut() = Some(x1.clone());
+                let mut report = |done, total| {
+                    let estimate = latest.borrow_mut().take();
+                    observer(&SamplingStep {
+                        done,
+                        total,
+                        estimate: Estimate::Data(estimate.as_ref()),
+                    })
+                };
                 let hooks = Hooks {
                     progress: Some(&mut report),
-                    preview: None,
+                    preview: if previews { Some(&mut keep) } else { None },
                 };
                 Ok(transport
                     .sample(&mut denoise, &shape, &device, sampler, &mut noise, hooks)?
                     .x)
             }
+        }
+    }
+}
+
+/// Sees each step of a sampling loop of either family; returning an error
+/// stops the loop.
+pub type SamplingObserver<'a> = dyn FnMut(&SamplingStep<'_>) -> Result<()> + 'a;
+
+/// One finished step of a sampling loop: `done` of `total` progress units.
+pub struct SamplingStep<'a> {
+    pub done: usize,
+    pub total: usize,
+    estimate: Estimate<'a>,
+}
+
+enum Estimate<'a> {
+    /// x̂0 is computed from the step on demand.
+    Diffusion(&'a SampleStep<'a>),
+    /// The transport's data estimate after its last model call, when previews
+    /// were asked for.
+    Data(Option<&'a Tensor>),
+}
+
+impl SamplingStep<'_> {
+    /// The current estimate of the clean samples in model space (x̂0 of a
+    /// diffusion step, x̂1 of a transport step), when there is one.
+    pub fn estimate(&self) -> Result<Option<Tensor>> {
+        match &self.estimate {
+            Estimate::Diffusion(step) => step.pred_x0().map(Some),
+            Estimate::Data(estimate) => Ok(estimate.cloned()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Drawing samples from a trained DiT: the sampling loop with guidance, and
 //! turning model-space tensors into images (grids, PNG files, `.npz`).
 
+pub mod checkpoint_facts;
 pub mod class_names;
 pub mod generator;
 pub mod images;

@@ -81,23 +81,28 @@ impl SampledImages {
         save_png(path, &DynamicImage::ImageRgb8(sheet))
     }
 
+    /// Image `i` of this batch (grayscale stays one channel).
+    pub fn image(&self, i: usize) -> Result<DynamicImage> {
+        let (w, h) = (self.width as u32, self.height as u32);
+        let bytes = self
+            .pixels
+            .get(i)
+            .context("image index out of range")?
+            .clone();
+        Ok(if self.channels == 1 {
+            DynamicImage::ImageLuma8(GrayImage::from_raw(w, h, bytes).context("image size")?)
+        } else {
+            DynamicImage::ImageRgb8(RgbImage::from_raw(w, h, bytes).context("image size")?)
+        })
+    }
+
     /// `dir/<global index, 6 digits>.png`, so shards never collide. Returns the paths.
     pub fn save_each(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let (w, h) = (self.width as u32, self.height as u32);
         let mut paths = Vec::with_capacity(self.pixels.len());
-        for (i, bytes) in self.pixels.iter().enumerate() {
-            let image = if self.channels == 1 {
-                DynamicImage::ImageLuma8(
-                    GrayImage::from_raw(w, h, bytes.clone()).context("image size")?,
-                )
-            } else {
-                DynamicImage::ImageRgb8(
-                    RgbImage::from_raw(w, h, bytes.clone()).context("image size")?,
-                )
-            };
+        for i in 0..self.pixels.len() {
             let path = dir.join(format!("{:06}.png", self.first_index + i as u64));
-            save_png(&path, &image)?;
+            save_png(&path, &self.image(i)?)?;
             paths.push(path);
         }
         Ok(paths)

@@ -12,4 +12,5 @@ mod extract_train_sample;
 mod sample_class_names;
 mod sample_npz;
 mod sample_shards;
+mod serve;
 mod train_loop;

@@ -68,8 +68,9 @@ pub struct Sampled {
     pub rejected_steps: Vec<usize>,
 }
 
-/// `(done, total)` progress of a sampler.
-pub type ProgressFn<'h> = dyn FnMut(usize, usize) + 'h;
+/// `(done, total)` progress of a sampler; an error stops the sampler and is
+/// returned (the way to abandon a sampling job).
+pub type ProgressFn<'h> = dyn FnMut(usize, usize) -> Result<()> + 'h;
 /// `(t, x̂1)`: the data estimate at time t.
 pub type PreviewFn<'h> = dyn FnMut(f64, &Tensor) + 'h;
 
@@ -86,9 +87,10 @@ pub struct Hooks<'h> {
 }
 
 impl Hooks<'_> {
-    fn progress(&mut self, done: usize, total: usize) {
-        if let Some(progress) = self.progress.as_mut() {
-            progress(done, total);
+    fn progress(&mut self, done: usize, total: usize) -> Result<()> {
+        match self.progress.as_mut() {
+            Some(progress) => progress(done, total),
+            None => Ok(()),
         }
     }
 }

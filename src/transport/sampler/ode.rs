@@ -149,7 +149,7 @@ impl OdeConfig {
                 }
             };
             ensure_finite(&x, "ODE step", t)?;
-            hooks.progress(k + 1, total);
+            hooks.progress(k + 1, total)?;
         }
         Ok(Sampled {
             x,
@@ -259,7 +259,7 @@ impl OdeConfig {
             k1 = rows.scatter(&k1, &k[6], &accept)?;
             preview_from_velocity(hooks, model.path, &x, &k1, &t)?;
             let covered = (min(&t) - t0) / span;
-            hooks.progress((covered * PROGRESS_TOTAL as f64) as usize, PROGRESS_TOTAL);
+            hooks.progress((covered * PROGRESS_TOTAL as f64) as usize, PROGRESS_TOTAL)?;
         }
         Ok(Sampled {
             x,

@@ -193,7 +193,7 @@ impl SdeConfig {
                 }
             };
             ensure_finite(&x, "SDE step", t)?;
-            hooks.progress(k + 1, total);
+            hooks.progress(k + 1, total)?;
         }
         if self.last_step != LastStep::None {
             let eval = model.call(&x, &vec![t1; n])?;
@@ -202,7 +202,7 @@ impl SdeConfig {
                 .last(model.prediction, &eval, last_step_size)?
                 .apply(&x, &eval.out)?;
             ensure_finite(&x, "last step", t1)?;
-            hooks.progress(total, total);
+            hooks.progress(total, total)?;
         }
         Ok(Sampled {
             x,

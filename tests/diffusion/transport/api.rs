@@ -240,7 +240,10 @@ fn hooks_report_progress_and_data_estimates() {
             &mut calls,
         );
         let mut noise = NoiseSource::new(1, 0, 16);
-        let mut on_progress = |done, total| progress.push((done, total));
+        let mut on_progress = |done, total| -> dit::Result<()> {
+            progress.push((done, total));
+            Ok(())
+        };
         let mut on_preview = |t: f64, x1: &Tensor| previews.push((t, values(x1)));
         let sampled = tr
             .sample(
