@@ -6,8 +6,11 @@ use super::objective_args::ObjectiveArgs;
 use anyhow::{bail, Result};
 use clap::Args;
 use dit::data::{Dataset, FashionMnist, ImageFolder, LatentCache};
+use dit::dist::{self, Communicator, SingleProcess};
 use dit::model::DitConfig;
-use dit::train::{train, LoggedWindow, TrainCheckpoint, TrainConfig, TrainJob, TrainObserver};
+use dit::train::{
+    train_distributed, LoggedWindow, TrainCheckpoint, TrainConfig, TrainJob, TrainObserver,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -105,6 +108,11 @@ pub struct TrainArgs {
     /// Skip unreadable images with a warning instead of stopping.
     #[arg(long)]
     pub skip_bad_images: bool,
+    /// One rank of a multi-process job started by `mpirun -np N` or `srun`
+    /// (needs a build with `--features mpi`): --batch-size is the global
+    /// batch, shared equally by the ranks; rank 0 writes the run folder.
+    #[arg(long)]
+    pub distributed: bool,
     #[command(flatten)]
     pub objective: ObjectiveArgs,
     #[command(flatten)]
@@ -140,6 +148,12 @@ impl TrainObserver for TrainBar {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    let comm: Arc<dyn Communicator> = match args.distributed {
+        true => dist::from_launcher()?.into(),
+        false => Arc::new(SingleProcess),
+    };
+    // Rank 0 alone talks; the others' bars and messages would interleave.
+    let leader = comm.rank() == 0;
     let compute = args.compute.compute()?;
     let mut latent_scale = None;
     let (dataset, source): (Arc<dyn Dataset>, String) = match (&args.latents, &args.data) {
@@ -216,36 +230,47 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let (c, h, w) = dataset.sample_shape();
     let num_classes = dataset.num_classes();
-    println!(
-        "training {} on {source}: {} images, {} classes, {c}×{h}×{w}; {}",
-        model.describe().replacen("DiT", objective.family(), 1),
-        dataset.len(),
-        dataset.num_classes(),
-        objective.describe()
-    );
-    let (params, _) = dit::model::params::parameter_counts(&model);
-    println!(
-        "{params} parameters; {} steps of batch {} on {}; results in {}{}",
-        args.steps,
-        args.batch_size,
-        compute.describe(),
-        out.display(),
-        resume
-            .as_ref()
-            .map(|p| format!(" (resuming {})", p.display()))
-            .unwrap_or_default()
-    );
-    if latent_scale.is_some() && args.sample_every > 0 {
-        println!("no preview grids for a latent-space run (they need the VAE decoder): sample checkpoints with `dit sample --vae`");
+    let ranks = match comm.world_size() {
+        1 => String::new(),
+        n => format!(" over {n} ranks ({})", comm.description()),
+    };
+    if leader {
+        println!(
+            "training {} on {source}: {} images, {} classes, {c}×{h}×{w}; {}",
+            model.describe().replacen("DiT", objective.family(), 1),
+            dataset.len(),
+            dataset.num_classes(),
+            objective.describe()
+        );
     }
-    let bar = ProgressBar::new(args.steps);
+    let (params, _) = dit::model::params::parameter_counts(&model);
+    if leader {
+        println!(
+            "{params} parameters; {} steps of batch {} on {}{ranks}; results in {}{}",
+            args.steps,
+            args.batch_size,
+            compute.describe(),
+            out.display(),
+            resume
+                .as_ref()
+                .map(|p| format!(" (resuming {})", p.display()))
+                .unwrap_or_default()
+        );
+        if latent_scale.is_some() && args.sample_every > 0 {
+            println!("no preview grids for a latent-space run (they need the VAE decoder): sample checkpoints with `dit sample --vae`");
+        }
+    }
+    let bar = match leader {
+        true => ProgressBar::new(args.steps),
+        false => ProgressBar::hidden(),
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:30} step {pos}/{len} | {msg} | {elapsed_precise} < {eta_precise}",
         )
         .expect("valid template"),
     );
-    let outcome = train(
+    let outcome = train_distributed(
         TrainJob {
             model,
             objective,
@@ -258,8 +283,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
             skip_bad_images: args.skip_bad_images,
             latent_scale,
         },
+        comm,
         &mut TrainBar(bar),
     )?;
+    if !leader {
+        return Ok(());
+    }
     if outcome.skipped_images > 0 {
         eprintln!(
             "warning: skipped {} unreadable images (--skip-bad-images)",

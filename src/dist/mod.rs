@@ -45,6 +45,49 @@ use std::fmt::Display;
 /// The exit status of a job ended by [`Communicator::abort`].
 pub const ABORT_EXIT_CODE: i32 = 3;
 
+/// The samples of a global batch one process computes: `count` consecutive
+/// samples from `first`. Per-sample randomness is keyed by the sample's
+/// place in the global batch, so how a batch is shared does not change what
+/// is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchShare {
+    pub global: usize,
+    pub first: usize,
+    pub count: usize,
+}
+
+impl BatchShare {
+    /// The whole batch, in one process.
+    pub fn whole(batch: usize) -> Self {
+        Self {
+            global: batch,
+            first: 0,
+            count: batch,
+        }
+    }
+
+    /// Rank `rank` of `world`'s equal share of a batch of `batch`.
+    pub fn of(rank: usize, world: usize, batch: usize) -> Result<Self> {
+        if world == 0 || rank >= world || !batch.is_multiple_of(world) {
+            bail!(
+                "a batch of {batch} cannot be shared equally by {world} processes \
+                 (the global --batch-size must be a multiple of the number of ranks)"
+            );
+        }
+        let count = batch / world;
+        Ok(Self {
+            global: batch,
+            first: rank * count,
+            count,
+        })
+    }
+
+    /// The batch slots this share holds.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.first..self.first + self.count
+    }
+}
+
 /// One rank's view of a group of cooperating processes.
 ///
 /// Every collective must be called by all ranks, in the same order, with

@@ -13,4 +13,4 @@ pub use checkpoint::{DataSpec, TrainCheckpoint, TrainState};
 pub use config::TrainConfig;
 pub use ema::Ema;
 pub use records::{LoggedWindow, Quiet, StepFigures, TrainObserver};
-pub use trainer::{train, StepOutcome, TrainJob, TrainOutcome, TrainRun};
+pub use trainer::{train, train_distributed, StepOutcome, TrainJob, TrainOutcome, TrainRun};

@@ -11,6 +11,7 @@ use super::prediction::Prediction;
 use super::sampler::first_channels;
 use super::Transport;
 use crate::diffusion::NoiseSource;
+use crate::dist::BatchShare;
 use crate::{bail, Result};
 
 // Distinct from the DDPM step's salts, so the two objectives never share a stream.
@@ -40,15 +41,38 @@ impl Transport {
         let Some(&n) = shape.first() else {
             bail!("a training batch needs a shape (N, …), got {shape:?}");
         };
+        self.draw_share(seed, step, BatchShare::whole(n), shape, device)
+    }
+
+    /// [`Transport::draw`] for the `share` of a batch one process computes
+    /// (`shape` is the share's): exactly the values the whole batch's draw
+    /// gives those samples.
+    pub fn draw_share(
+        &self,
+        seed: u64,
+        step: u64,
+        share: BatchShare,
+        shape: &[usize],
+        device: &Device,
+    ) -> Result<TrainingDraws> {
+        if shape.first() != Some(&share.count) {
+            bail!(
+                "a share of {} samples cannot have the shape {shape:?}",
+                share.count
+            );
+        }
         let (t0, t1) = self.config().interval(Phase::Train);
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ TIME_SALT);
         rng.set_stream(step);
-        let t: Vec<f32> = (0..n)
+        let t: Vec<f32> = (0..share.global)
             .map(|_| (t0 + (t1 - t0) * rng.gen::<f64>()) as f32)
+            .skip(share.first)
+            .take(share.count)
             .collect();
-        let mut noise = NoiseSource::new(seed ^ NOISE_SALT, step * n as u64, n);
+        let first = step * share.global as u64 + share.first as u64;
+        let mut noise = NoiseSource::new(seed ^ NOISE_SALT, first, share.count);
         Ok(TrainingDraws {
-            t: Tensor::from_vec(t, n, device)?,
+            t: Tensor::from_vec(t, share.count, device)?,
             noise: noise.draw(shape, DType::F32, device)?,
         })
     }

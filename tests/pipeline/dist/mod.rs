@@ -5,3 +5,5 @@ mod comm_check;
 #[cfg(feature = "mpi")]
 mod mpi_jobs;
 mod single;
+#[cfg(feature = "mpi")]
+mod training;

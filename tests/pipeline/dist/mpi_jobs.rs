@@ -11,14 +11,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Jobs oversubscribe the cores: one at a time keeps the time bounds honest.
-static ONE_JOB_AT_A_TIME: Mutex<()> = Mutex::new(());
+pub(super) static ONE_JOB_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// How long the surviving ranks may take to be stopped once one failed: Open
 /// MPI's mpirun notices within a second here (figures in the report); the
 /// slack is for a loaded CI machine.
-const END_OF_JOB_LIMIT: Duration = Duration::from_secs(60);
+pub(super) const END_OF_JOB_LIMIT: Duration = Duration::from_secs(60);
 
-fn mpirun_or_skip(test: &str) -> bool {
+pub(super) fn mpirun_or_skip(test: &str) -> bool {
     let found = Command::new("mpirun")
         .arg("--version")
         .output()
@@ -34,20 +34,20 @@ fn mpirun_or_skip(test: &str) -> bool {
 }
 
 /// A running `mpirun -np N dit comm-check ARGS`, its output going to files.
-struct Job {
-    child: Child,
+pub(super) struct Job {
+    pub(super) child: Child,
     stdout: PathBuf,
     stderr: PathBuf,
 }
 
-struct Ended {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(super) struct Ended {
+    pub(super) status: ExitStatus,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 impl Ended {
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         format!(
             "status {}\n--- stdout\n{}--- stderr\n{}",
             self.status, self.stdout, self.stderr
@@ -58,18 +58,31 @@ impl Ended {
 impl Job {
     /// `mpirun -np N --oversubscribe dit comm-check ARGS`.
     fn command(np: usize, args: &[&str]) -> Command {
-        let mut command = Command::new("mpirun");
+        let mut command = Self::dit(np, &["comm-check"]);
+        command.args(args);
         command
-            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    }
+
+    /// `mpirun -np N --oversubscribe dit ARGS`.
+    pub(super) fn dit(np: usize, args: &[&str]) -> Command {
+        let mut command = Self::mpirun();
+        command
             .args(["-np", &np.to_string(), "--oversubscribe"])
             .arg(env!("CARGO_BIN_EXE_dit"))
-            .arg("comm-check")
             .args(args);
         command
     }
 
-    fn start(mut command: Command, dir: &Path) -> Job {
+    /// `mpirun`, allowed to run as root (CI and sessions run as root).
+    pub(super) fn mpirun() -> Command {
+        let mut command = Command::new("mpirun");
+        command
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+        command
+    }
+
+    pub(super) fn start(mut command: Command, dir: &Path) -> Job {
         let stdout = dir.join("stdout");
         let stderr = dir.join("stderr");
         let child = command
@@ -86,7 +99,7 @@ impl Job {
     }
 
     /// Waits for the job to end; past `limit` it is stopped and the test fails.
-    fn wait(mut self, limit: Duration) -> Ended {
+    pub(super) fn wait(mut self, limit: Duration) -> Ended {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -190,7 +203,7 @@ fn pid_of(job: &mut Job, dir: &Path, rank: usize, limit: Duration) -> i32 {
 }
 
 /// A process that ended is gone or a zombie waiting for its parent to reap it.
-fn alive(pid: i32) -> bool {
+pub(super) fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => false,
         // The state follows the parenthesised command name.
