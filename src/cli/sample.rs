@@ -6,12 +6,13 @@ use super::objective_args::ObjectiveArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use dit::diffusion::{GuidanceChannels, Sampler};
+use dit::dist::{self, Communicator, SingleProcess};
 use dit::model::Dit;
 use dit::sample::checkpoint_facts::{checkpoint_class_names, checkpoint_file, sampling_objective};
 use dit::sample::job::check_decoder;
 use dit::sample::{
-    generator::DIFFUSION_SAMPLERS, resolve_classes, ClassChoice, SampleJob, SampleSettings,
-    SamplerChoice, Shard,
+    generator::DIFFUSION_SAMPLERS, resolve_classes, ClassChoice, ClassNames, SampleJob,
+    SampleSettings, SampledImages, SamplerChoice, Shard,
 };
 use dit::transport::{ObjectiveConfig, OdeConfig, SamplerConfig};
 use dit::vae::Vae;
@@ -106,8 +107,13 @@ pub struct SampleArgs {
     #[arg(short = 'n', long = "num-samples")]
     pub num_samples: Option<u64>,
     /// Produce only shard i of n (0-based, "i/n") of the --num-samples images.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "distributed")]
     pub shard: Option<Shard>,
+    /// One rank of a multi-process job (`mpirun -np N`, `srun`; needs a
+    /// build with `--features mpi`): each rank samples its shard and rank 0
+    /// writes the outputs, the same bytes one process would.
+    #[arg(long)]
+    pub distributed: bool,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Grid PNG of all images.
@@ -214,7 +220,18 @@ pub fn run(args: SampleArgs) -> Result<()> {
         ClassChoice::Cycle(list) => list.len() as u64,
         ClassChoice::Uniform { .. } => 8,
     });
-    let shard = args.shard.unwrap_or(Shard::WHOLE);
+    let comm: Box<dyn Communicator> = match args.distributed {
+        true => dist::from_launcher()?,
+        false => Box::new(SingleProcess),
+    };
+    let leader = comm.rank() == 0;
+    let shard = match args.distributed {
+        true => Shard {
+            index: comm.rank(),
+            count: comm.world_size(),
+        },
+        false => args.shard.unwrap_or(Shard::WHOLE),
+    };
     let named = match args.objective.given() {
         true => Some(args.objective.config()?),
         false => None,
@@ -239,17 +256,25 @@ pub fn run(args: SampleArgs) -> Result<()> {
         indices: shard.range(total),
         batch_size: args.batch_size,
     };
-    let n = job.indices.end - job.indices.start;
-    eprintln!(
-        "sampling images {}..{} of {total} with {} ({} steps, {}, guidance {})",
-        job.indices.start,
-        job.indices.end,
-        model.config().describe(),
-        args.steps,
-        sampler_name,
-        args.cfg_scale
-    );
-    let bar = ProgressBar::new(0);
+    let ranks = match comm.world_size() {
+        1 => String::new(),
+        w => format!(" on {w} ranks (this is rank 0's share)"),
+    };
+    if leader {
+        eprintln!(
+            "sampling images {}..{} of {total} with {} ({} steps, {}, guidance {}){ranks}",
+            job.indices.start,
+            job.indices.end,
+            model.config().describe(),
+            args.steps,
+            sampler_name,
+            args.cfg_scale
+        );
+    }
+    let bar = match leader {
+        true => ProgressBar::new(0),
+        false => ProgressBar::hidden(),
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:40} {pos}/{len} steps [{elapsed_precise}<{eta_precise}]",
@@ -261,7 +286,57 @@ pub fn run(args: SampleArgs) -> Result<()> {
         bar.set_position(done as u64);
     });
     bar.finish_and_clear();
-    let images = images?;
+    let images = match (images, comm.world_size()) {
+        (Ok(images), 1) => images,
+        (Err(err), 1) => return Err(err.into()),
+        // The others wait for this rank's images: end them all.
+        (Err(err), _) => comm.abort(&format!("sampling images {:?}: {err}", job.indices)),
+        (Ok(images), _) => {
+            let gathered = dist::or_abort(
+                &*comm,
+                "gathering the images on rank 0",
+                comm.gather_bytes(&images.to_bytes(), 0),
+            );
+            let Some(parts) = gathered else {
+                comm.finish()?;
+                return Ok(());
+            };
+            let parts = parts
+                .iter()
+                .map(|bytes| SampledImages::from_bytes(bytes))
+                .collect::<dit::Result<Vec<_>>>();
+            let joined = parts.and_then(SampledImages::join);
+            dist::or_abort(&*comm, "joining the ranks' images", joined)
+        }
+    };
+    let title = format!(
+        "{} · {} {} steps · guidance {} · seed {}",
+        model.config().describe(),
+        sampler_name,
+        args.steps,
+        args.cfg_scale,
+        args.seed
+    );
+    let names = checkpoint_class_names(&ckpt, model.config().num_classes);
+    match (
+        write_outputs(&args, &images, &title, names.as_ref()),
+        comm.world_size(),
+    ) {
+        (Err(err), w) if w > 1 => comm.abort(&format!("writing the samples: {err}")),
+        (written, _) => written?,
+    }
+    comm.finish()?;
+    Ok(())
+}
+
+/// Writes the grid (or sheet), the PNGs and the npz the arguments ask for.
+fn write_outputs(
+    args: &SampleArgs,
+    images: &SampledImages,
+    title: &str,
+    names: Option<&ClassNames>,
+) -> Result<()> {
+    let n = images.pixels.len() as u64;
 
     let grid = match (&args.output, &args.out_dir, &args.npz) {
         (None, None, None) => Some(PathBuf::from("samples.png")),
@@ -270,21 +345,12 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if let Some(path) = &grid {
         let nrow = args.nrow.unwrap_or((n as f64).sqrt().ceil() as usize);
         if args.sheet {
-            let title = format!(
-                "{} · {} {} steps · guidance {} · seed {}",
-                model.config().describe(),
-                sampler_name,
-                args.steps,
-                args.cfg_scale,
-                args.seed
-            );
             let scale = if images.height.max(images.width) <= 64 {
                 3
             } else {
                 1
             };
-            let names = checkpoint_class_names(&ckpt, model.config().num_classes);
-            images.save_sheet(path, &title, names.as_ref(), nrow, scale)?;
+            images.save_sheet(path, title, names, nrow, scale)?;
         } else {
             images.save_grid(path, nrow)?;
         }

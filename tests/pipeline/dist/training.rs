@@ -247,3 +247,54 @@ fn a_killed_rank_ends_training_and_the_last_checkpoint_stays_whole() {
     let ckpt = TrainCheckpoint::load(&newest, &Device::Cpu).unwrap();
     assert!(ckpt.state.step >= 2, "{}", newest.display());
 }
+
+#[test]
+fn two_ranks_sample_the_bytes_one_process_writes() {
+    if !mpirun_or_skip("two_ranks_sample_the_bytes_one_process_writes") {
+        return;
+    }
+    let _one = ONE_JOB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    single(&train_args(run.to_str().unwrap(), "2", "2"));
+    let files = |tag: &str| ["npz", "png"].map(|ext| dir.path().join(format!("{tag}.{ext}")));
+    let sample = |[npz, png]: &[std::path::PathBuf; 2]| -> Vec<String> {
+        [
+            "sample",
+            "--ckpt",
+            run.to_str().unwrap(),
+            "-n",
+            "7",
+            "--steps",
+            "6",
+            "--batch-size",
+            "2",
+            "--cfg-scale",
+            "2",
+            "--npz",
+            npz.to_str().unwrap(),
+            "-o",
+            png.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let one = files("one");
+    let args = sample(&one);
+    single(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let two = files("two");
+    let args = sample(&two);
+    let ended = two_ranks(
+        dir.path(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(ended.status.success(), "{}", ended.describe());
+    for (a, b) in one.iter().zip(&two) {
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "{} and {} differ",
+            a.display(),
+            b.display()
+        );
+    }
+}
