@@ -3,7 +3,7 @@
 
 mod comm_check;
 #[cfg(feature = "mpi")]
+mod jobs;
+#[cfg(feature = "mpi")]
 mod mpi_jobs;
 mod single;
-#[cfg(feature = "mpi")]
-mod training;

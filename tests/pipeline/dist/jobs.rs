@@ -1,4 +1,4 @@
-//! `dit train --distributed` and `dit sample --distributed` as MPI jobs:
+//! `dit train`, `sample` and `extract --distributed` as MPI jobs:
 //! two ranks sharing each batch compute what one process does with the
 //! whole batch, a checkpoint resumes on any number of ranks, ranks started
 //! differently are refused, and a killed rank ends the job with the last
@@ -295,6 +295,74 @@ fn two_ranks_sample_the_bytes_one_process_writes() {
             "{} and {} differ",
             a.display(),
             b.display()
+        );
+    }
+}
+
+#[test]
+fn two_ranks_extract_the_latent_files_one_process_writes() {
+    if !mpirun_or_skip("two_ranks_extract_the_latent_files_one_process_writes") {
+        return;
+    }
+    let _one = ONE_JOB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("images");
+    for (class, count) in [("cats", 3u32), ("dogs", 4)] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..count {
+            let img = image::RgbImage::from_fn(16, 16, |x, y| {
+                image::Rgb([(x * 15 + i * 30) as u8, (y * 15) as u8, (x * y % 256) as u8])
+            });
+            img.save(data.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let vae = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vae/tiny");
+    let extract = |out: &Path| -> Vec<String> {
+        [
+            "extract",
+            "--data",
+            data.to_str().unwrap(),
+            "--vae",
+            vae.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--image-size",
+            "16",
+            "--batch-size",
+            "2",
+            "--shard-size",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let args = extract(&one);
+    single(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let args = extract(&two);
+    let ended = two_ranks(
+        dir.path(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(ended.status.success(), "{}", ended.describe());
+    assert!(
+        ended.stdout.contains("complete: true"),
+        "{}",
+        ended.describe()
+    );
+    // Four shards of 2, 2, 2 and 1 images, and the manifest.
+    let manifest = dit::data::latent_cache::MANIFEST_FILE;
+    assert!(
+        std::fs::read(one.join(manifest)).unwrap() == std::fs::read(two.join(manifest)).unwrap()
+    );
+    for s in 0..4 {
+        let (a, b) = (
+            dit::data::latent_cache::shard_path(&one, s),
+            dit::data::latent_cache::shard_path(&two, s),
+        );
+        assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+            "shard {s} differs"
         );
     }
 }
