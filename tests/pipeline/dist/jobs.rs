@@ -366,3 +366,63 @@ fn two_ranks_extract_the_latent_files_one_process_writes() {
         );
     }
 }
+
+#[test]
+fn two_ranks_share_the_inception_features_of_eval() {
+    if !mpirun_or_skip("two_ranks_share_the_inception_features_of_eval") {
+        return;
+    }
+    let Some(weights) = crate::support::eval::torchscript_weights() else {
+        return;
+    };
+    let _one = ONE_JOB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval");
+    // The fixture batch's images without its (toy) statistics.
+    let reference = dir.path().join("reference.npz");
+    let images = dit::formats::npz::read(&fixtures.join("image_batch.npz"), "arr_0").unwrap();
+    dit::formats::npz::write(&reference, &[("arr_0", &images)]).unwrap();
+    let eval = |json: &Path| -> Vec<String> {
+        [
+            "eval",
+            "--samples",
+            fixtures.join("images").to_str().unwrap(),
+            "--ref",
+            reference.to_str().unwrap(),
+            "--inception",
+            weights.to_str().unwrap(),
+            "--batch-size",
+            "3",
+            "--k",
+            "2",
+            "--no-progress",
+            "--json",
+            json.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let (one, two) = (dir.path().join("one.json"), dir.path().join("two.json"));
+    let args = eval(&one);
+    single(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let args = eval(&two);
+    let ended = two_ranks(
+        dir.path(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(ended.status.success(), "{}", ended.describe());
+    let metrics = |path: &Path| {
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        report["metrics"].clone()
+    };
+    let (a, b) = (metrics(&one), metrics(&two));
+    eprintln!("1 rank {a}\n2 ranks {b}");
+    for name in ["fid", "precision", "recall"] {
+        let (x, y) = (a[name].as_f64().unwrap(), b[name].as_f64().unwrap());
+        assert!(
+            crate::support::compare::within((x - y).abs(), 1e-9 * x.abs().max(1.0)),
+            "{name}: 1 rank {x}, 2 ranks {y}"
+        );
+    }
+}
