@@ -144,8 +144,9 @@ fn dit_in(cwd: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// A tiny model on the embedded data, 4 images a step.
-const TINY_EMBEDDED: [&str; 12] = [
+/// `dit train`'s flags for a tiny model (the embedded data's 32×32 in
+/// sixteen 8×8 patches), without previews.
+pub const TINY_MODEL: [&str; 10] = [
     "--depth",
     "1",
     "--hidden-size",
@@ -154,11 +155,30 @@ const TINY_EMBEDDED: [&str; 12] = [
     "2",
     "--patch-size",
     "8",
-    "--batch-size",
-    "4",
     "--sample-every",
     "0",
 ];
+
+/// [`TINY_MODEL`] with 4 images a step.
+const TINY_EMBEDDED: [&str; 12] = concat_flags(TINY_MODEL, ["--batch-size", "4"]);
+
+/// `a` then `b`, as one array of flags.
+pub const fn concat_flags<const A: usize, const B: usize, const C: usize>(
+    a: [&'static str; A],
+    b: [&'static str; B],
+) -> [&'static str; C] {
+    let mut out = [""; C];
+    let mut i = 0;
+    while i < A {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < C {
+        out[i] = b[i - A];
+        i += 1;
+    }
+    out
+}
 
 #[test]
 fn a_resumed_run_continues_in_its_own_folder() {
@@ -317,8 +337,8 @@ fn a_sit_run_trains_previews_and_samples_with_its_own_sampler() {
         "--out",
         run_s,
     ];
-    args.extend(&TINY_EMBEDDED[..10]);
-    args.extend(["--sample-every", "2"]);
+    args.extend(&TINY_MODEL[..8]);
+    args.extend(["--batch-size", "4", "--sample-every", "2"]);
     let (ok, stdout, stderr) = dit(&args);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("training custom SiT"), "{stdout}");

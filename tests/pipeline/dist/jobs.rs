@@ -14,20 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A tiny model on the embedded data with a global batch of 32.
-const TINY: [&str; 12] = [
-    "--depth",
-    "1",
-    "--hidden-size",
-    "32",
-    "--num-heads",
-    "2",
-    "--patch-size",
-    "8",
-    "--batch-size",
-    "32",
-    "--sample-every",
-    "0",
-];
+const TINY: [&str; 12] = crate::cli::concat_flags(crate::cli::TINY_MODEL, ["--batch-size", "32"]);
 
 /// `dit train` of [`TINY`] for `steps` steps into `out`, a checkpoint every
 /// `every` steps.
