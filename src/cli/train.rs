@@ -9,7 +9,8 @@ use dit::data::{Dataset, FashionMnist, ImageFolder, LatentCache};
 use dit::dist::{self, Communicator, SingleProcess};
 use dit::model::DitConfig;
 use dit::train::{
-    train_distributed, LoggedWindow, TrainCheckpoint, TrainConfig, TrainJob, TrainObserver,
+    train_distributed, LoggedWindow, LrSchedule, TrainCheckpoint, TrainConfig, TrainJob,
+    TrainObserver,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -81,6 +82,13 @@ pub struct TrainArgs {
     /// Linear learning-rate warm-up steps.
     #[arg(long, default_value_t = 100)]
     pub warmup_steps: u64,
+    /// After the warm-up: constant (DiT's), or cosine (half a cosine down to
+    /// --lr-floor · lr at the last step).
+    #[arg(long, default_value = "constant", value_parser = ["constant", "cosine"])]
+    pub lr_schedule: String,
+    /// The cosine schedule's last learning rate, as a fraction of --lr.
+    #[arg(long, default_value_t = 0.0)]
+    pub lr_floor: f64,
     /// Clip the global gradient norm.
     #[arg(long)]
     pub grad_clip: Option<f64>,
@@ -214,6 +222,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .unwrap_or(if embedded { EMBEDDED_LR } else { dit.lr }),
         weight_decay: args.weight_decay,
         warmup_steps: args.warmup_steps,
+        lr_schedule: match args.lr_schedule.as_str() {
+            "cosine" => LrSchedule::Cosine {
+                final_fraction: args.lr_floor,
+            },
+            _ => LrSchedule::Constant,
+        },
         grad_clip: args.grad_clip,
         ema_decay: args.ema_decay.unwrap_or(if embedded {
             EMBEDDED_EMA_DECAY
