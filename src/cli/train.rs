@@ -119,6 +119,8 @@ pub struct TrainArgs {
     /// One rank of a multi-process job started by `mpirun -np N` or `srun`
     /// (needs a build with `--features mpi`): --batch-size is the global
     /// batch, shared equally by the ranks; rank 0 writes the run folder.
+    /// With `--device cuda` in a build with `--features nccl`, each rank
+    /// takes the GPU of its local rank and gradients are summed by NCCL.
     #[arg(long)]
     pub distributed: bool,
     #[command(flatten)]
@@ -156,13 +158,18 @@ impl TrainObserver for TrainBar {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    let mut compute = args.compute.compute()?;
+    // A CUDA job built with NCCL puts each rank on a GPU of its own.
     let comm: Arc<dyn Communicator> = match args.distributed {
-        true => dist::from_launcher()?.into(),
+        true => {
+            let (comm, device) = dist::from_launcher_on(&compute.device)?;
+            compute.device = device;
+            comm.into()
+        }
         false => Arc::new(SingleProcess),
     };
     // Rank 0 alone talks; the others' bars and messages would interleave.
     let leader = comm.rank() == 0;
-    let compute = args.compute.compute()?;
     let mut latent_scale = None;
     let (dataset, source): (Arc<dyn Dataset>, String) = match (&args.latents, &args.data) {
         (Some(dir), _) => {

@@ -11,6 +11,9 @@
 //!   built; what a plain `dit train` uses.
 //! - `Mpi` (cargo feature `mpi`): MPI through the `mpi` crate over the
 //!   launcher's `MPI_COMM_WORLD`.
+//! - `Nccl` (cargo feature `nccl`, which includes `mpi` and `cuda`): one GPU
+//!   per rank; the tensor methods run NCCL on the GPU, everything else goes
+//!   through MPI. [`from_launcher_on`] picks it for a job on a CUDA device.
 //!
 //! The trait works on host `f32` slices; the tensor methods
 //! ([`Communicator::all_reduce_sum_tensor`], …) default to a round trip through
@@ -29,17 +32,21 @@
 mod bucket;
 #[cfg(feature = "mpi")]
 mod mpi;
+#[cfg(feature = "nccl")]
+mod nccl;
 mod single;
 mod watched;
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::{Mpi, NO_IN_PLACE_VARIABLE};
+#[cfg(feature = "nccl")]
+pub use self::nccl::Nccl;
 pub use bucket::{BucketedAllReduce, Reduction, DEFAULT_BUCKET_BYTES};
 pub use single::SingleProcess;
 pub use watched::Watched;
 
 use crate::{bail, Result};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::fmt::Display;
 
 /// The exit status of a job ended by [`Communicator::abort`].
@@ -330,6 +337,66 @@ pub fn from_launcher() -> Result<Box<dyn Communicator>> {
     }
 }
 
+/// The communicator for a job that computes on `device`, and the device
+/// this rank must compute on.
+///
+/// A launcher's job on a CUDA device, in a build with the `nccl` feature,
+/// gets [`Nccl`](self::Nccl): each rank takes its own GPU (its local rank's,
+/// see [`gpu_of_rank`]), whatever ordinal `device` names, and the returned
+/// device is that GPU. Otherwise this is [`from_launcher`] and `device` is
+/// returned unchanged (a CPU job, a CUDA job without NCCL, a plain process).
+pub fn from_launcher_on(device: &Device) -> Result<(Box<dyn Communicator>, Device)> {
+    #[cfg(feature = "nccl")]
+    {
+        if device.is_cuda() && Launch::from_env() != Launch::Alone {
+            let nccl = self::nccl::Nccl::init()?;
+            let gpu = nccl.device().clone();
+            return Ok((Box::new(nccl), gpu));
+        }
+    }
+    Ok((from_launcher()?, device.clone()))
+}
+
+/// The launcher variables that give a rank's index among the ranks on its
+/// own machine, in the order they are read.
+const LOCAL_RANK_VARIABLES: [&str; 3] = [
+    "OMPI_COMM_WORLD_LOCAL_RANK", // Open MPI's mpirun
+    "SLURM_LOCALID",              // srun
+    "MPI_LOCALRANKID",            // MPICH's Hydra
+];
+
+/// This process's index among the ranks on its machine, and the variable
+/// that said so; `None` when no launcher variable states it.
+pub fn local_rank() -> Option<(usize, &'static str)> {
+    local_rank_from(|name| std::env::var(name).ok())
+}
+
+fn local_rank_from(var: impl Fn(&str) -> Option<String>) -> Option<(usize, &'static str)> {
+    LOCAL_RANK_VARIABLES.iter().find_map(|&variable| {
+        let value = var(variable)?.trim().parse().ok()?;
+        Some((value, variable))
+    })
+}
+
+/// The GPU (ordinal) of `rank` when each rank has a GPU of its own among the
+/// `gpus` its machine shows: its local rank, or without one its rank modulo
+/// `gpus` (right when every machine runs `gpus` consecutive ranks). More
+/// local ranks than GPUs is an error: two ranks cannot share one GPU in an
+/// NCCL communicator.
+pub fn gpu_of_rank(rank: usize, local_rank: Option<usize>, gpus: usize) -> Result<usize> {
+    if gpus == 0 {
+        bail!("rank {rank}: no CUDA GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
+    }
+    match local_rank {
+        Some(local) if local < gpus => Ok(local),
+        Some(local) => bail!(
+            "rank {rank} is local rank {local} on its machine, which shows {gpus} GPU(s): \
+             start at most {gpus} rank(s) per machine (one GPU per rank)"
+        ),
+        None => Ok(rank % gpus),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,5 +426,40 @@ mod tests {
                 world_size: None
             }
         );
+    }
+
+    #[test]
+    fn each_local_rank_gets_its_own_gpu() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(local_rank_from(vars(&[])), None);
+        assert_eq!(
+            local_rank_from(vars(&[
+                ("SLURM_LOCALID", "2"),
+                ("OMPI_COMM_WORLD_LOCAL_RANK", "1")
+            ])),
+            Some((1, "OMPI_COMM_WORLD_LOCAL_RANK"))
+        );
+        assert_eq!(
+            local_rank_from(vars(&[
+                ("OMPI_COMM_WORLD_LOCAL_RANK", "x"),
+                ("SLURM_LOCALID", "3")
+            ])),
+            Some((3, "SLURM_LOCALID"))
+        );
+
+        assert_eq!(gpu_of_rank(5, Some(1), 8).unwrap(), 1);
+        assert_eq!(gpu_of_rank(9, None, 8).unwrap(), 1);
+        assert_eq!(gpu_of_rank(3, None, 1).unwrap(), 0);
+        let err = gpu_of_rank(2, Some(2), 2).unwrap_err().to_string();
+        assert!(err.contains("rank 2") && err.contains("at most 2"), "{err}");
+        let err = gpu_of_rank(0, None, 0).unwrap_err().to_string();
+        assert!(err.contains("no CUDA GPU"), "{err}");
     }
 }

@@ -90,7 +90,7 @@ impl Mpi {
 
     /// Fails on every rank alike unless all ranks passed the same `values`
     /// (lengths, roots): a mismatch would otherwise hang or corrupt memory.
-    fn agree(&self, collective: &str, values: &[(&str, usize)]) -> Result<()> {
+    pub(super) fn agree(&self, collective: &str, values: &[(&str, usize)]) -> Result<()> {
         // One MAX reduction of (v, -v) gives every rank the max and the min.
         let mut mine: Vec<i64> = Vec::with_capacity(2 * values.len());
         for &(_, v) in values {
