@@ -3,6 +3,7 @@
 
     python3 bench/compare.py            # all cases, 3 alternating rounds
     python3 bench/compare.py --rounds 5 --iters 5 --cases S2-fwd,S2-train
+    python3 bench/compare.py --against-dit /tmp/old/bench_dit   # before/after a change
 
 Every case runs in a fresh process per side (so peak RSS is that case's),
 pinned to the same CPUs with the same thread count; the two sides alternate
@@ -61,12 +62,17 @@ def main():
     if a.priority:
         pin = ["nice", "-n", "-19"] + pin
     common = ["--warmup", str(a.warmup), "--iters", str(a.iters)]
+    def dit_side(binary):
+        return lambda m, b, mode: pin + [binary, "--model", m, "--batch", str(b),
+                                         "--mode", mode] + common
+
+    other = "baseline dit" if a.against_dit else "PyTorch"
     sides = {
-        "dit": lambda m, b, mode: pin + [os.path.join(ROOT, "target/release/examples/bench_dit"),
-                                         "--model", m, "--batch", str(b), "--mode", mode] + common,
-        "pytorch": lambda m, b, mode: pin + [sys.executable, os.path.join(ROOT, "bench/bench_torch.py"),
-                                             "--model", m, "--batch", str(b), "--mode", mode,
-                                             "--threads", str(a.threads)] + common,
+        "dit": dit_side(os.path.join(ROOT, "target/release/examples/bench_dit")),
+        other: dit_side(os.path.abspath(a.against_dit)) if a.against_dit else
+        lambda m, b, mode: pin + [sys.executable, os.path.join(ROOT, "bench/bench_torch.py"),
+                                  "--model", m, "--batch", str(b), "--mode", mode,
+                                  "--threads", str(a.threads)] + common,
     }
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {a.threads} threads, "
           f"{a.rounds} rounds x {a.iters} steps, load at start {load()}"
@@ -85,14 +91,14 @@ def main():
                 res[side]["rss"] = max(res[side]["rss"], out["peak_rss_mib"])
                 print(f"  {case} round {r + 1} {side}: {out['median_ms']} ms wall, {out['cpu_ms']} ms cpu, "
                       f"{out['peak_rss_mib']} MiB", flush=True)
-        d, p = res["dit"], res["pytorch"]
+        d, p = res["dit"], res[other]
         dm, pm = statistics.median(d["times"]), statistics.median(p["times"])
         dc, pc = statistics.median(d["cpu"]), statistics.median(p["cpu"])
         rows.append((f"{model} b{batch} {mode}", dm, pm, dc, pc, d["rss"], p["rss"],
                      statistics.mean(loads)))
     print()
-    print("| case | dit ms | PyTorch ms | ratio | dit CPU ms | PyTorch CPU ms | CPU ratio "
-          "| dit peak RSS MiB | PyTorch peak RSS MiB | RSS ratio | mean load |")
+    print(f"| case | dit ms | {other} ms | ratio | dit CPU ms | {other} CPU ms | CPU ratio "
+          f"| dit peak RSS MiB | {other} peak RSS MiB | RSS ratio | mean load |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, dm, pm, dc, pc, dr, pr, ld in rows:
         print(f"| {name} | {dm:.0f} | {pm:.0f} | {dm / pm:.2f} | {dc:.0f} | {pc:.0f} | {dc / pc:.2f} "
