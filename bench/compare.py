@@ -48,6 +48,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--precision", default="f32",
+                    help="f32, bf16 (dit --precision bf16 against PyTorch under bf16 autocast), "
+                         "or both (one table each)")
     ap.add_argument("--priority", action="store_true",
                     help="run both sides at nice -19 (needs root): on a machine shared with "
                          "other jobs, this approximates an idle machine for both alike")
@@ -62,34 +65,42 @@ def main():
         pin = ["nice", "-n", "-19"] + pin
     common = ["--warmup", str(a.warmup), "--iters", str(a.iters)]
     sides = {
-        "dit": lambda m, b, mode: pin + [os.path.join(ROOT, "target/release/examples/bench_dit"),
-                                         "--model", m, "--batch", str(b), "--mode", mode] + common,
-        "pytorch": lambda m, b, mode: pin + [sys.executable, os.path.join(ROOT, "bench/bench_torch.py"),
-                                             "--model", m, "--batch", str(b), "--mode", mode,
-                                             "--threads", str(a.threads)] + common,
+        "dit": lambda m, b, mode, prec: pin + [
+            os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
+                         "release/examples/bench_dit"),
+            "--model", m, "--batch", str(b), "--mode", mode, "--precision", prec] + common,
+        "pytorch": lambda m, b, mode, prec: pin + [
+            sys.executable, os.path.join(ROOT, "bench/bench_torch.py"),
+            "--model", m, "--batch", str(b), "--mode", mode, "--threads", str(a.threads),
+            "--precision", prec] + common,
     }
+    precisions = ["f32", "bf16"] if a.precision == "both" else [a.precision]
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {a.threads} threads, "
           f"{a.rounds} rounds x {a.iters} steps, load at start {load()}"
           f"{', nice -19' if a.priority else ''}", flush=True)
     rows = []
     for case in a.cases.split(","):
         model, batch, mode = CASES[case]
-        res = {s: {"times": [], "cpu": [], "rss": 0.0} for s in sides}
-        loads = []
-        for r in range(a.rounds):
-            for side, cmd in sides.items():
-                loads.append(float(load()))
-                out = run(cmd(model, batch, mode), env)
-                res[side]["times"] += out["times_ms"]
-                res[side]["cpu"].append(out["cpu_ms"])
-                res[side]["rss"] = max(res[side]["rss"], out["peak_rss_mib"])
-                print(f"  {case} round {r + 1} {side}: {out['median_ms']} ms wall, {out['cpu_ms']} ms cpu, "
-                      f"{out['peak_rss_mib']} MiB", flush=True)
-        d, p = res["dit"], res["pytorch"]
-        dm, pm = statistics.median(d["times"]), statistics.median(p["times"])
-        dc, pc = statistics.median(d["cpu"]), statistics.median(p["cpu"])
-        rows.append((f"{model} b{batch} {mode}", dm, pm, dc, pc, d["rss"], p["rss"],
-                     statistics.mean(loads)))
+        for prec in precisions:
+            res = {s: {"times": [], "cpu": [], "rss": 0.0} for s in sides}
+            loads = []
+            kernel = ""
+            for r in range(a.rounds):
+                for side, cmd in sides.items():
+                    loads.append(float(load()))
+                    out = run(cmd(model, batch, mode, prec), env)
+                    res[side]["times"] += out["times_ms"]
+                    res[side]["cpu"].append(out["cpu_ms"])
+                    res[side]["rss"] = max(res[side]["rss"], out["peak_rss_mib"])
+                    if side == "dit" and prec == "bf16":
+                        kernel = f" ({out['bf16_kernel']})"
+                    print(f"  {case} {prec} round {r + 1} {side}: {out['median_ms']} ms wall, "
+                          f"{out['cpu_ms']} ms cpu, {out['peak_rss_mib']} MiB", flush=True)
+            d, p = res["dit"], res["pytorch"]
+            dm, pm = statistics.median(d["times"]), statistics.median(p["times"])
+            dc, pc = statistics.median(d["cpu"]), statistics.median(p["cpu"])
+            rows.append((f"{model} b{batch} {mode} {prec}{kernel}", dm, pm, dc, pc, d["rss"],
+                         p["rss"], statistics.mean(loads)))
     print()
     print("| case | dit ms | PyTorch ms | ratio | dit CPU ms | PyTorch CPU ms | CPU ratio "
           "| dit peak RSS MiB | PyTorch peak RSS MiB | RSS ratio | mean load |")

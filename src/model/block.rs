@@ -13,7 +13,8 @@
 use super::linear::Linear;
 use super::weights::Weights;
 use super::LN_EPS;
-use crate::ops::{attention, gated_residual, gelu_tanh, layer_norm_modulate};
+use crate::compute::Precision;
+use crate::ops::{attention_in, gated_residual, gelu_tanh, layer_norm_modulate};
 use crate::Result;
 use candle_core::Tensor;
 
@@ -26,9 +27,10 @@ struct Attention {
 }
 
 impl Attention {
-    fn forward_without_output_bias(&self, x: &Tensor) -> Result<Tensor> {
-        let heads = attention(&self.qkv.forward(x)?, self.num_heads)?;
-        self.proj.forward_without_bias(&heads)
+    fn forward_without_output_bias(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
+        let qkv = self.qkv.forward(x, precision)?;
+        let heads = attention_in(precision, &qkv, self.num_heads)?;
+        self.proj.forward_without_bias(&heads, precision)
     }
 }
 
@@ -39,9 +41,9 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn forward_without_output_bias(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2
-            .forward_without_bias(&gelu_tanh(&self.fc1.forward(x)?)?)
+    fn forward_without_output_bias(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
+        let hidden = gelu_tanh(&self.fc1.forward(x, precision)?)?;
+        self.fc2.forward_without_bias(&hidden, precision)
     }
 }
 
@@ -69,19 +71,18 @@ impl AdaLnZeroBlock {
         })
     }
 
-    /// `x`: `(N, T, D)` tokens; `c_silu`: SiLU(c), `(N, D)`, shared by all blocks.
-    pub fn forward(&self, x: &Tensor, c_silu: &Tensor) -> Result<Tensor> {
-        let m = self.modulation.forward(c_silu)?.chunk(6, 1)?;
+    /// `x`: `(N, T, D)` tokens; `c_silu`: SiLU(c), `(N, D)`, shared by all
+    /// blocks; the linear maps and attention compute in `precision`.
+    pub fn forward(&self, x: &Tensor, c_silu: &Tensor, precision: Precision) -> Result<Tensor> {
+        let m = self.modulation.forward(c_silu, precision)?.chunk(6, 1)?;
         let [shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp] = m.as_slice() else {
             unreachable!("chunk(6) yields six tensors")
         };
-        let h = self
-            .attn
-            .forward_without_output_bias(&layer_norm_modulate(x, shift_msa, scale_msa, LN_EPS)?)?;
+        let normed = layer_norm_modulate(x, shift_msa, scale_msa, LN_EPS)?;
+        let h = self.attn.forward_without_output_bias(&normed, precision)?;
         let x = gated_residual(x, &h, self.attn.proj.bias(), gate_msa)?;
-        let h = self
-            .mlp
-            .forward_without_output_bias(&layer_norm_modulate(&x, shift_mlp, scale_mlp, LN_EPS)?)?;
+        let normed = layer_norm_modulate(&x, shift_mlp, scale_mlp, LN_EPS)?;
+        let h = self.mlp.forward_without_output_bias(&normed, precision)?;
         gated_residual(&x, &h, self.mlp.fc2.bias(), gate_mlp)
     }
 }

@@ -11,9 +11,11 @@
 //! with heads concatenated, ready for the output projection. Reading q, k, v
 //! in place through strides saves the permute copies of the composition.
 
+use super::bf16::round_operand;
 use super::float::{contiguous, cpu_forward_is_kernel, CpuKernel, Float, SharedMut};
 use super::matmul::{Operand, Threads};
-use super::route::{route_for, Kernels, Route};
+use super::route::{route_for_in, Kernels, Route};
+use crate::compute::Precision;
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Device, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
@@ -21,40 +23,72 @@ use std::sync::{Arc, Mutex};
 
 const BLOCK_Q: usize = 64;
 
-/// softmax(q·kᵀ/√d)·v per head: the fused kernel where [`route_for`] has
-/// one, else the unfused composition [`attention_reference`].
+/// softmax(q·kᵀ/√d)·v per head: the fused kernel where [`route_for_in`]
+/// has one, else the unfused composition [`attention_reference`].
 pub fn attention(qkv: &Tensor, num_heads: usize) -> Result<Tensor> {
+    attention_in(Precision::F32, qkv, num_heads)
+}
+
+/// [`attention`] with its two products in `precision`: for bf16, q, k, the
+/// probabilities and v are rounded to bf16 as the products read them (and
+/// the backward's operands likewise); the scores, softmax and the row
+/// log-sum-exps stay f32.
+pub fn attention_in(precision: Precision, qkv: &Tensor, num_heads: usize) -> Result<Tensor> {
     let (_, _, d3) = qkv.dims3()?;
     if num_heads == 0 || d3 % (3 * num_heads) != 0 {
         crate::bail!("attention: last dim {d3} is not 3·heads·head_dim for {num_heads} heads");
     }
-    Ok(match route_for(qkv, Kernels::CPU_FLOAT) {
-        Route::CpuKernel => qkv.contiguous()?.apply_op1(FlashAttention {
-            num_heads,
-            lse: Arc::new(Mutex::new(None)),
-        })?,
-        Route::CudaKernel | Route::Composition => attention_reference(qkv, num_heads)?,
-    })
+    Ok(
+        match route_for_in(precision, qkv, Kernels::CPU_FLOAT_BF16) {
+            Route::CpuKernel => qkv.contiguous()?.apply_op1(FlashAttention {
+                num_heads,
+                precision,
+                lse: Arc::new(Mutex::new(None)),
+            })?,
+            Route::CudaKernel | Route::Composition => {
+                attention_reference_in(precision, qkv, num_heads)?
+            }
+        },
+    )
 }
 
 /// The unfused composition (what any device can run; the tests' reference).
 pub fn attention_reference(qkv: &Tensor, num_heads: usize) -> Result<Tensor> {
+    attention_reference_in(Precision::F32, qkv, num_heads)
+}
+
+/// [`attention_reference`] with the products' operands (q, k, the
+/// probabilities, v) rounded for `precision`; 1/√d scales the f32 scores,
+/// as in the kernel.
+pub fn attention_reference_in(
+    precision: Precision,
+    qkv: &Tensor,
+    num_heads: usize,
+) -> Result<Tensor> {
+    let round = |t: Tensor| -> Result<Tensor> {
+        Ok(match precision {
+            Precision::F32 => t,
+            Precision::Bf16 => round_operand(&t)?,
+        })
+    };
     let (n, t, d3) = qkv.dims3()?;
     let d = d3 / 3;
     let hd = d / num_heads;
     let qkv = qkv
         .reshape((n, t, 3, num_heads, hd))?
         .permute((2, 0, 3, 1, 4))?;
-    let q = (qkv.get(0)? * (hd as f64).powf(-0.5))?.contiguous()?;
-    let k = qkv.get(1)?.contiguous()?;
-    let v = qkv.get(2)?.contiguous()?;
+    let q = round(qkv.get(0)?.contiguous()?)?;
+    let k = round(qkv.get(1)?.contiguous()?)?;
+    let v = round(qkv.get(2)?.contiguous()?)?;
+    let scores = (q.matmul(&k.t()?)? * (hd as f64).powf(-0.5))?;
     // Differentiable softmax; candle's fused softmax_last_dim has no backward.
-    let weights = candle_nn::ops::softmax(&q.matmul(&k.t()?)?, D::Minus1)?;
+    let weights = round(candle_nn::ops::softmax(&scores, D::Minus1)?)?;
     Ok(weights.matmul(&v)?.transpose(1, 2)?.reshape((n, t, d))?)
 }
 
 struct FlashAttention {
     num_heads: usize,
+    precision: Precision,
     /// Row log-sum-exps of the forward, `(N, H, T)`, for the backward.
     lse: Arc<Mutex<Option<Tensor>>>,
 }
@@ -87,6 +121,7 @@ impl Dims {
 /// (row, column) in elements.
 #[allow(clippy::too_many_arguments)]
 unsafe fn matmul<T: Float>(
+    precision: Precision,
     dims: (usize, usize, usize),
     dst: *mut T,
     dst_rs: usize,
@@ -97,7 +132,8 @@ unsafe fn matmul<T: Float>(
     (rhs_rs, rhs_cs): (usize, usize),
     scale: T,
 ) {
-    super::matmul::matmul(
+    super::matmul::matmul_in(
+        precision,
         dims,
         dst,
         dst_rs,
@@ -109,7 +145,7 @@ unsafe fn matmul<T: Float>(
     )
 }
 
-fn forward<T: Float>(qkv: &[T], dims: Dims) -> (Vec<T>, Vec<T>) {
+fn forward<T: Float>(precision: Precision, qkv: &[T], dims: Dims) -> (Vec<T>, Vec<T>) {
     let Dims { n, t, d, heads, hd } = dims;
     let scale = T::from(1.0 / (hd as f64).sqrt()).unwrap();
     let mut out = vec![T::zero(); n * t * d];
@@ -134,6 +170,7 @@ fn forward<T: Float>(qkv: &[T], dims: Dims) -> (Vec<T>, Vec<T>) {
             // alone writes head h's columns of sample b's output rows.
             unsafe {
                 matmul(
+                    precision,
                     (bq, t, hd),
                     s.as_mut_ptr(),
                     t,
@@ -159,6 +196,7 @@ fn forward<T: Float>(qkv: &[T], dims: Dims) -> (Vec<T>, Vec<T>) {
             unsafe {
                 let dst = out_p.ptr().add((b * t + q0) * d + h * hd);
                 matmul(
+                    precision,
                     (bq, hd, t),
                     dst,
                     d,
@@ -176,7 +214,14 @@ fn forward<T: Float>(qkv: &[T], dims: Dims) -> (Vec<T>, Vec<T>) {
 }
 
 /// d(qkv) from q, k, v, the output o, its gradient and the saved row lse.
-fn backward<T: Float>(qkv: &[T], o: &[T], d_o: &[T], lse: &[T], dims: Dims) -> Vec<T> {
+fn backward<T: Float>(
+    precision: Precision,
+    qkv: &[T],
+    o: &[T],
+    d_o: &[T],
+    lse: &[T],
+    dims: Dims,
+) -> Vec<T> {
     let Dims { n, t, d, heads, hd } = dims;
     let scale = T::from(1.0 / (hd as f64).sqrt()).unwrap();
     let mut dqkv = vec![T::zero(); n * t * 3 * d];
@@ -210,6 +255,7 @@ fn backward<T: Float>(qkv: &[T], o: &[T], d_o: &[T], lse: &[T], dims: Dims) -> V
             // alone writes head h's q/k/v columns of sample b's gradient rows.
             unsafe {
                 matmul(
+                    precision,
                     (bq, t, hd),
                     p.as_mut_ptr(),
                     t,
@@ -221,6 +267,7 @@ fn backward<T: Float>(qkv: &[T], o: &[T], d_o: &[T], lse: &[T], dims: Dims) -> V
                     scale,
                 );
                 matmul(
+                    precision,
                     (bq, t, hd),
                     ds.as_mut_ptr(),
                     t,
@@ -244,6 +291,7 @@ fn backward<T: Float>(qkv: &[T], o: &[T], d_o: &[T], lse: &[T], dims: Dims) -> V
             }
             unsafe {
                 matmul(
+                    precision,
                     (bq, hd, t),
                     dq.add(q0 * 3 * d),
                     3 * d,
@@ -255,6 +303,7 @@ fn backward<T: Float>(qkv: &[T], o: &[T], d_o: &[T], lse: &[T], dims: Dims) -> V
                     scale,
                 );
                 matmul(
+                    precision,
                     (t, hd, bq),
                     dk,
                     3 * d,
@@ -266,6 +315,7 @@ fn backward<T: Float>(qkv: &[T], o: &[T], d_o: &[T], lse: &[T], dims: Dims) -> V
                     scale,
                 );
                 matmul(
+                    precision,
                     (t, hd, bq),
                     dv,
                     3 * d,
@@ -293,14 +343,14 @@ impl CustomOp1 for FlashAttention {
         let lse_shape = (dims.n, dims.heads, dims.t);
         let (out, lse) = match s {
             CpuStorage::F32(x) => {
-                let (o, l) = forward(&x[start..end], dims);
+                let (o, l) = forward(self.precision, &x[start..end], dims);
                 (
                     CpuStorage::F32(o),
                     Tensor::from_vec(l, lse_shape, &Device::Cpu)?,
                 )
             }
             CpuStorage::F64(x) => {
-                let (o, l) = forward(&x[start..end], dims);
+                let (o, l) = forward(self.precision, &x[start..end], dims);
                 (
                     CpuStorage::F64(o),
                     Tensor::from_vec(l, lse_shape, &Device::Cpu)?,
@@ -324,6 +374,7 @@ impl CustomOp1 for FlashAttention {
             })?;
         let op = FlashAttentionBackward {
             num_heads: self.num_heads,
+            precision: self.precision,
             lse,
         };
         Ok(Some(qkv.apply_op3_no_bwd(
@@ -336,6 +387,7 @@ impl CustomOp1 for FlashAttention {
 
 struct FlashAttentionBackward {
     num_heads: usize,
+    precision: Precision,
     /// The forward's row log-sum-exps, `(N, H, T)`.
     lse: Tensor,
 }
@@ -363,6 +415,7 @@ impl CpuKernel<3> for FlashAttentionBackward {
             candle_core::bail!("attention backward: the saved lse is not on the CPU");
         };
         let (start, end) = contiguous(layout, "attention backward")?;
-        Ok(backward(qkv, o, d_o, &T::slice(lse)?[start..end], dims))
+        let lse = &T::slice(lse)?[start..end];
+        Ok(backward(self.precision, qkv, o, d_o, lse, dims))
     }
 }

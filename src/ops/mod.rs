@@ -6,6 +6,7 @@
 //! (which is also the reference the tests compare against).
 
 pub mod attention;
+pub mod bf16;
 pub(crate) mod float;
 pub mod gated_residual;
 pub mod gelu;
@@ -16,8 +17,8 @@ pub mod route;
 pub mod runtime;
 pub mod vmath;
 
-pub use attention::{attention, attention_reference};
+pub use attention::{attention, attention_in, attention_reference, attention_reference_in};
 pub use gated_residual::{gated_residual, gated_residual_reference};
 pub use gelu::{gelu_tanh, gelu_tanh_reference};
 pub use layer_norm_modulate::{layer_norm_modulate, layer_norm_modulate_reference};
-pub use linear::{linear, linear_reference};
+pub use linear::{linear, linear_in, linear_reference, linear_reference_in};
