@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bf16;
 mod checkpoint_errors;
 mod gradients;
 mod init;
