@@ -54,11 +54,17 @@ def main():
     ap.add_argument("--priority", action="store_true",
                     help="run both sides at nice -19 (needs root): on a machine shared with "
                          "other jobs, this approximates an idle machine for both alike")
+    ap.add_argument("--omp-passive", action="store_true",
+                    help="OMP_WAIT_POLICY=PASSIVE for PyTorch: on a machine loaded by other "
+                         "processes its spinning OpenMP threads lose their cores (DiT-B/4 bf16 "
+                         "forward at load 8.6: 3230 ms spinning, 384 ms passive)")
     a = ap.parse_args()
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "--example", "bench_dit"], cwd=ROOT, check=True)
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads),
                MKL_NUM_THREADS=str(a.threads))
+    if a.omp_passive:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     cpus = ",".join(str(i) for i in range(a.threads))
     pin = ["taskset", "-c", cpus] if shutil.which("taskset") else []
     if a.priority:
@@ -77,7 +83,8 @@ def main():
     precisions = ["f32", "bf16"] if a.precision == "both" else [a.precision]
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {a.threads} threads, "
           f"{a.rounds} rounds x {a.iters} steps, load at start {load()}"
-          f"{', nice -19' if a.priority else ''}", flush=True)
+          f"{', nice -19' if a.priority else ''}"
+          f"{', PyTorch OMP_WAIT_POLICY=PASSIVE' if a.omp_passive else ''}", flush=True)
     rows = []
     for case in a.cases.split(","):
         model, batch, mode = CASES[case]

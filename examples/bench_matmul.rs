@@ -60,7 +60,8 @@ fn main() {
         rayon::current_num_threads(),
         kernels
     );
-    for &(m, n, k, what) in SHAPES {
+    let only_ops = std::env::args().any(|a| a == "--ops");
+    for &(m, n, k, what) in SHAPES.iter().filter(|_| !only_ops) {
         let x: Vec<f32> = (0..m * k)
             .map(|i| ((i % 97) as f32 - 48.0) / 97.0)
             .collect();
@@ -106,5 +107,41 @@ fn main() {
             line += &format!("  {} {:5.0} ({:4.0}/cpu-s)", kernel.name(), rate.0, rate.1);
         }
         println!("{line}  GFLOP/s");
+    }
+    attention_times();
+}
+
+/// Milliseconds per call of `f` (median of 7, after one warm-up).
+fn time_ms(mut f: impl FnMut()) -> f64 {
+    f();
+    let mut v: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[3]
+}
+
+/// The fused attention of a DiT-S/2 b8 block (T = 256, 6 heads of 64),
+/// forward and forward + backward, in both precisions.
+fn attention_times() {
+    use candle_core::{Device, Tensor, Var};
+    use dit::compute::Precision;
+    let qkv = Tensor::randn(0f32, 1.0, (8, 256, 3 * 384), &Device::Cpu).unwrap();
+    let var = Var::from_tensor(&qkv).unwrap();
+    for precision in [Precision::F32, Precision::Bf16] {
+        let fwd = time_ms(|| {
+            dit::ops::attention_in(precision, &qkv, 6).unwrap();
+        });
+        let both = time_ms(|| {
+            let out = dit::ops::attention_in(precision, var.as_tensor(), 6).unwrap();
+            out.sum_all().unwrap().backward().unwrap();
+        });
+        println!(
+            "attention S/2 b8 {precision}: forward {fwd:.1} ms, forward + backward {both:.1} ms"
+        );
     }
 }

@@ -11,8 +11,9 @@
 //! with heads concatenated, ready for the output projection. Reading q, k, v
 //! in place through strides saves the permute copies of the composition.
 
+use super::attention_bf16;
 use super::bf16::round_operand;
-use super::float::{contiguous, cpu_forward_is_kernel, CpuKernel, Float, SharedMut};
+use super::float::{contiguous, run_kernel, CpuKernel, Float, SharedMut};
 use super::matmul::{Operand, Threads};
 use super::route::{route_for_in, Kernels, Route};
 use crate::compute::Precision;
@@ -121,7 +122,6 @@ impl Dims {
 /// (row, column) in elements.
 #[allow(clippy::too_many_arguments)]
 unsafe fn matmul<T: Float>(
-    precision: Precision,
     dims: (usize, usize, usize),
     dst: *mut T,
     dst_rs: usize,
@@ -132,8 +132,7 @@ unsafe fn matmul<T: Float>(
     (rhs_rs, rhs_cs): (usize, usize),
     scale: T,
 ) {
-    super::matmul::matmul_in(
-        precision,
+    super::matmul::matmul(
         dims,
         dst,
         dst_rs,
@@ -145,7 +144,7 @@ unsafe fn matmul<T: Float>(
     )
 }
 
-fn forward<T: Float>(precision: Precision, qkv: &[T], dims: Dims) -> (Vec<T>, Vec<T>) {
+fn forward<T: Float>(qkv: &[T], dims: Dims) -> (Vec<T>, Vec<T>) {
     let Dims { n, t, d, heads, hd } = dims;
     let scale = T::from(1.0 / (hd as f64).sqrt()).unwrap();
     let mut out = vec![T::zero(); n * t * d];
@@ -170,7 +169,6 @@ fn forward<T: Float>(precision: Precision, qkv: &[T], dims: Dims) -> (Vec<T>, Ve
             // alone writes head h's columns of sample b's output rows.
             unsafe {
                 matmul(
-                    precision,
                     (bq, t, hd),
                     s.as_mut_ptr(),
                     t,
@@ -196,7 +194,6 @@ fn forward<T: Float>(precision: Precision, qkv: &[T], dims: Dims) -> (Vec<T>, Ve
             unsafe {
                 let dst = out_p.ptr().add((b * t + q0) * d + h * hd);
                 matmul(
-                    precision,
                     (bq, hd, t),
                     dst,
                     d,
@@ -214,14 +211,7 @@ fn forward<T: Float>(precision: Precision, qkv: &[T], dims: Dims) -> (Vec<T>, Ve
 }
 
 /// d(qkv) from q, k, v, the output o, its gradient and the saved row lse.
-fn backward<T: Float>(
-    precision: Precision,
-    qkv: &[T],
-    o: &[T],
-    d_o: &[T],
-    lse: &[T],
-    dims: Dims,
-) -> Vec<T> {
+fn backward<T: Float>(qkv: &[T], o: &[T], d_o: &[T], lse: &[T], dims: Dims) -> Vec<T> {
     let Dims { n, t, d, heads, hd } = dims;
     let scale = T::from(1.0 / (hd as f64).sqrt()).unwrap();
     let mut dqkv = vec![T::zero(); n * t * 3 * d];
@@ -255,7 +245,6 @@ fn backward<T: Float>(
             // alone writes head h's q/k/v columns of sample b's gradient rows.
             unsafe {
                 matmul(
-                    precision,
                     (bq, t, hd),
                     p.as_mut_ptr(),
                     t,
@@ -267,7 +256,6 @@ fn backward<T: Float>(
                     scale,
                 );
                 matmul(
-                    precision,
                     (bq, t, hd),
                     ds.as_mut_ptr(),
                     t,
@@ -291,7 +279,6 @@ fn backward<T: Float>(
             }
             unsafe {
                 matmul(
-                    precision,
                     (bq, hd, t),
                     dq.add(q0 * 3 * d),
                     3 * d,
@@ -303,7 +290,6 @@ fn backward<T: Float>(
                     scale,
                 );
                 matmul(
-                    precision,
                     (t, hd, bq),
                     dk,
                     3 * d,
@@ -315,7 +301,6 @@ fn backward<T: Float>(
                     scale,
                 );
                 matmul(
-                    precision,
                     (t, hd, bq),
                     dv,
                     3 * d,
@@ -343,14 +328,18 @@ impl CustomOp1 for FlashAttention {
         let lse_shape = (dims.n, dims.heads, dims.t);
         let (out, lse) = match s {
             CpuStorage::F32(x) => {
-                let (o, l) = forward(self.precision, &x[start..end], dims);
+                let x = &x[start..end];
+                let (o, l) = match self.precision {
+                    Precision::F32 => forward(x, dims),
+                    Precision::Bf16 => attention_bf16::forward(x, dims.into()),
+                };
                 (
                     CpuStorage::F32(o),
                     Tensor::from_vec(l, lse_shape, &Device::Cpu)?,
                 )
             }
             CpuStorage::F64(x) => {
-                let (o, l) = forward(self.precision, &x[start..end], dims);
+                let (o, l) = forward(&x[start..end], dims);
                 (
                     CpuStorage::F64(o),
                     Tensor::from_vec(l, lse_shape, &Device::Cpu)?,
@@ -397,7 +386,43 @@ impl CustomOp3 for FlashAttentionBackward {
         "flash-attention-backward"
     }
 
-    cpu_forward_is_kernel!(s1 l1, s2 l2, s3 l3);
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let inputs = [(s1, l1), (s2, l2), (s3, l3)];
+        match (self.precision, s1) {
+            (Precision::Bf16, CpuStorage::F32(_)) => {
+                let dims = Dims::new(l1.shape(), self.num_heads)?;
+                let mut slices: [&[f32]; 3] = [&[]; 3];
+                for (slice, (s, l)) in slices.iter_mut().zip(inputs) {
+                    let (start, end) = contiguous(l, "attention backward")?;
+                    *slice = &s.as_slice::<f32>()?[start..end];
+                }
+                let [qkv, o, d_o] = slices;
+                let (storage, layout) = self.lse.storage_and_layout();
+                let candle_core::Storage::Cpu(lse) = &*storage else {
+                    candle_core::bail!("attention backward: the saved lse is not on the CPU");
+                };
+                let (start, end) = contiguous(layout, "attention backward")?;
+                let lse = &lse.as_slice::<f32>()?[start..end];
+                let dqkv = attention_bf16::backward(qkv, o, d_o, lse, dims.into());
+                Ok((CpuStorage::F32(dqkv), l1.shape().clone()))
+            }
+            _ => run_kernel(self, inputs),
+        }
+    }
+}
+
+impl From<Dims> for attention_bf16::Dims {
+    fn from(Dims { n, t, d, heads, hd }: Dims) -> Self {
+        Self { n, t, d, heads, hd }
+    }
 }
 
 impl CpuKernel<3> for FlashAttentionBackward {
@@ -415,7 +440,6 @@ impl CpuKernel<3> for FlashAttentionBackward {
             candle_core::bail!("attention backward: the saved lse is not on the CPU");
         };
         let (start, end) = contiguous(layout, "attention backward")?;
-        let lse = &T::slice(lse)?[start..end];
-        Ok(backward(self.precision, qkv, o, d_o, lse, dims))
+        Ok(backward(qkv, o, d_o, &T::slice(lse)?[start..end], dims))
     }
 }

@@ -3,6 +3,7 @@
 //! evaluated with the vectorised exp; the backward is its exact derivative.
 
 use super::float::{cpu_forward_is_kernel, CpuKernel, Float};
+use super::matmul::output_buffer;
 use super::route::{route_for, Kernels, Route};
 use candle_core::{CustomOp1, CustomOp2, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -31,7 +32,8 @@ impl CpuKernel<1> for Gelu {
     const NAME: &'static str = "gelu";
 
     fn run<T: Float>(&self, [x]: [&[T]; 1], _: [&Shape; 1]) -> Result<Vec<T>> {
-        let mut y = vec![T::zero(); x.len()];
+        // Every element is written below.
+        let mut y = output_buffer(x.len(), |_| {});
         y.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .for_each(|(y, x)| T::gelu_forward(x, y));
@@ -57,7 +59,8 @@ impl CpuKernel<2> for GeluBackward {
     const NAME: &'static str = "gelu backward";
 
     fn run<T: Float>(&self, [x, dy]: [&[T]; 2], _: [&Shape; 2]) -> Result<Vec<T>> {
-        let mut dx = vec![T::zero(); x.len()];
+        // Every element is written below.
+        let mut dx = output_buffer(x.len(), |_| {});
         dx.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
             .for_each(|(dx, (x, dy))| T::gelu_backward(x, dy, dx));

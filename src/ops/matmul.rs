@@ -167,7 +167,9 @@ pub(crate) fn tiles(m: usize, n: usize, p: usize) -> (usize, usize) {
 }
 
 /// A buffer of `len` elements for a kernel that writes every one of them
-/// before anything reads it, without zero-filling it first.
+/// before anything reads it, without zero-filling it first (a zero fill is
+/// a full pass over the buffer: with one per fused op's output, memset was
+/// ~12% of a bf16 training step).
 pub fn output_buffer<T: Float>(len: usize, fill: impl FnOnce(*mut T)) -> Vec<T> {
     let mut v = Vec::with_capacity(len);
     fill(v.as_mut_ptr());

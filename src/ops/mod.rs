@@ -6,6 +6,7 @@
 //! (which is also the reference the tests compare against).
 
 pub mod attention;
+mod attention_bf16;
 pub mod bf16;
 pub(crate) mod float;
 pub mod gated_residual;

@@ -117,7 +117,7 @@ fn split(m: usize, n: usize, p: usize) -> (usize, usize) {
     }
 }
 
-/// Where a tile's results go: row-major f32 with row stride `rs`.
+/// Where a product's results go: row-major f32 with row stride `rs`.
 #[derive(Clone, Copy)]
 struct Out {
     ptr: *mut f32,
@@ -151,7 +151,268 @@ impl Out {
     }
 }
 
-/// One thread's `m×n` product into `out`.
+/// The micro-kernel loop over one depth block: `out (rows × cols at
+/// origin) (+)= scale · a·b`, `a` a packed `[rows_pad][kc_pad]` block, `b`
+/// packed `[cols_pad/NR][kc_pad/2][NR][2]` panels.
+///
+/// # Safety
+/// The packed blocks have those sizes; the destination holds the block;
+/// for AMX, [`amx::configure`] ran on this thread.
+#[allow(clippy::too_many_arguments)]
+unsafe fn multiply_block(
+    kernel: Bf16Kernel,
+    (a, rows): (*const u16, usize),
+    (b, cols): (*const u16, usize),
+    kc_pad: usize,
+    out: Out,
+    origin: (usize, usize),
+    accumulate: bool,
+    scale: f32,
+) {
+    let mut block = [0f32; MR * NR];
+    for jr in (0..cols).step_by(NR) {
+        let b = b.add(jr * kc_pad);
+        for ir in (0..rows).step_by(MR) {
+            let a = a.add(ir * kc_pad);
+            let (rows, cols) = (MR.min(rows - ir), NR.min(cols - jr));
+            let at = (origin.0 + ir, origin.1 + jr);
+            match kernel {
+                Bf16Kernel::Amx if rows == MR && cols == NR && scale == 1.0 => {
+                    // A whole block: the tiles accumulate in dst itself.
+                    let c = out.ptr.add(at.0 * out.rs + at.1);
+                    amx::block_32x32(a, b, kc_pad, c, out.rs, accumulate);
+                    continue;
+                }
+                Bf16Kernel::Amx => amx::block_32x32(a, b, kc_pad, block.as_mut_ptr(), NR, false),
+                Bf16Kernel::Avx512Bf16 => {
+                    for r in (0..rows).step_by(avx512::ROWS) {
+                        avx512::block_8x32(
+                            a.add(r * kc_pad),
+                            kc_pad,
+                            b,
+                            kc_pad,
+                            block.as_mut_ptr().add(r * NR),
+                            avx512::ROWS.min(rows - r),
+                        )
+                    }
+                }
+                Bf16Kernel::Convert => portable_block(a, b, kc_pad, &mut block, rows),
+            }
+            out.store(at, (rows, cols), &block, accumulate, scale);
+        }
+    }
+}
+
+crate::ops::vmath::dispatch! {
+    /// The packed layouts' product without bf16 instructions: bf16 widens
+    /// to f32 exactly, so this is the other kernels' arithmetic up to the
+    /// order of the f32 additions. Rows past `rows` are left alone.
+    pub fn portable_rows(a: &[u16], b: &[u16], kc_pad: usize, block: &mut [f32], rows: usize) {
+        let widen = |bits: u16| f32::from_bits((bits as u32) << 16);
+        for (r, out) in block.chunks_exact_mut(NR).enumerate().take(rows) {
+            let mut acc = [0f32; NR];
+            let a_row = &a[r * kc_pad..(r + 1) * kc_pad];
+            for (pair, b_row) in a_row.chunks_exact(2).zip(b.chunks_exact(2 * NR)) {
+                let (a0, a1) = (widen(pair[0]), widen(pair[1]));
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    *acc += a0 * widen(b_row[2 * j]) + a1 * widen(b_row[2 * j + 1]);
+                }
+            }
+            out.copy_from_slice(&acc);
+        }
+    }
+}
+
+/// [`portable_rows`] on raw packed blocks.
+unsafe fn portable_block(
+    a: *const u16,
+    b: *const u16,
+    kc_pad: usize,
+    block: &mut [f32; MR * NR],
+    rows: usize,
+) {
+    let a = std::slice::from_raw_parts(a, MR * kc_pad);
+    let b = std::slice::from_raw_parts(b, kc_pad * NR);
+    portable_rows(a, b, kc_pad, block, rows)
+}
+
+/// The depth blocks of a depth `k`: (start, length, padded length); every
+/// block but the last is KC long, so block `q` starts at `q·KC` in the
+/// padded depth as well.
+fn depth_blocks(k: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    (0..k).step_by(KC).map(move |pc| {
+        let kc = KC.min(k - pc);
+        (pc, kc, kc.next_multiple_of(32))
+    })
+}
+
+/// The left operand of products that reuse it, rounded and packed once:
+/// per depth block, a row-major `[m_pad][kc_pad]` bf16 block (rows padded
+/// to a multiple of 32 with zeros).
+#[derive(Default)]
+pub struct PackedLhs {
+    data: Vec<u16>,
+    m: usize,
+    k: usize,
+}
+
+impl PackedLhs {
+    fn m_pad(&self) -> usize {
+        self.m.next_multiple_of(MR)
+    }
+
+    /// Sizes the buffer for an `m × k` operand (zeroed) before rows are
+    /// written with [`PackedLhs::write_row`].
+    pub fn resize(&mut self, m: usize, k: usize) {
+        self.m = m;
+        self.k = k;
+        self.data.clear();
+        self.data
+            .resize(m.next_multiple_of(MR) * k.next_multiple_of(32), 0);
+    }
+
+    /// Packs the `m × k` operand `a`.
+    ///
+    /// # Safety
+    /// `a` addresses an `m × k` matrix.
+    pub unsafe fn pack<L: Bf16Input>(&mut self, a: Operand<L>, (m, k): (usize, usize)) {
+        self.m = m;
+        self.k = k;
+        let m_pad = self.m_pad();
+        self.data.resize(m_pad * k.next_multiple_of(32), 0);
+        for (pc, kc, kc_pad) in depth_blocks(k) {
+            let block = &mut self.data[m_pad * pc..m_pad * (pc + kc_pad)];
+            pack_a(a.offset(0, pc), m, kc, kc_pad, block);
+        }
+    }
+
+    /// Writes row `r` (`k` values, each times `scale`), rounding them.
+    pub fn write_row(&mut self, r: usize, row: &[f32], scale: f32) {
+        debug_assert!(r < self.m && row.len() == self.k);
+        let m_pad = self.m_pad();
+        for (pc, kc, kc_pad) in depth_blocks(self.k) {
+            let at = m_pad * pc + r * kc_pad;
+            round_row(&row[pc..pc + kc], scale, &mut self.data[at..at + kc_pad]);
+        }
+    }
+}
+
+/// The right operand of products that reuse it, rounded and packed once:
+/// per depth block, `[n_pad/NR][kc_pad/2][NR][2]` panels.
+#[derive(Default)]
+pub struct PackedRhs {
+    data: Vec<u16>,
+    k: usize,
+    n: usize,
+}
+
+impl PackedRhs {
+    /// Packs the `k × n` operand `b`.
+    ///
+    /// # Safety
+    /// `b` addresses a `k × n` matrix.
+    pub unsafe fn pack<R: Bf16Input>(&mut self, b: Operand<R>, (k, n): (usize, usize)) {
+        self.k = k;
+        self.n = n;
+        let n_pad = n.next_multiple_of(NR);
+        self.data.resize(n_pad * k.next_multiple_of(32), 0);
+        for (pc, kc, kc_pad) in depth_blocks(k) {
+            let block = &mut self.data[n_pad * pc..n_pad * (pc + kc_pad)];
+            pack_b(b.offset(pc, 0), kc, n, kc_pad, block);
+        }
+    }
+}
+
+/// `dst ← scale·a·b` (`+ dst` if `accumulate`) of packed operands on the
+/// calling thread; `dst` row-major with row stride `dst_rs`.
+///
+/// # Safety
+/// `dst` holds `a.m × b.n` elements at that stride; `a.k == b.k`.
+pub unsafe fn matmul_packed(
+    a: &PackedLhs,
+    b: &PackedRhs,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    scale: f32,
+) {
+    matmul_packed_with(kernel(), a, b, dst, dst_rs, accumulate, scale)
+}
+
+/// [`matmul_packed`] on a given kernel.
+///
+/// # Safety
+/// As [`matmul_packed`], and `kernel` must be available on this CPU.
+pub unsafe fn matmul_packed_with(
+    kernel: Bf16Kernel,
+    a: &PackedLhs,
+    b: &PackedRhs,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    scale: f32,
+) {
+    debug_assert_eq!(a.k, b.k);
+    let out = Out {
+        ptr: dst,
+        rs: dst_rs,
+    };
+    let (m, n, k) = (a.m, b.n, a.k);
+    if k == 0 {
+        return zero_or_keep(out, (m, n), accumulate);
+    }
+    let (m_pad, n_pad) = (m.next_multiple_of(MR), n.next_multiple_of(NR));
+    if kernel == Bf16Kernel::Amx {
+        amx::configure();
+    }
+    for (pc, _, kc_pad) in depth_blocks(k) {
+        multiply_block(
+            kernel,
+            (a.data.as_ptr().add(m_pad * pc), m),
+            (b.data.as_ptr().add(n_pad * pc), n),
+            kc_pad,
+            out,
+            (0, 0),
+            accumulate || pc > 0,
+            scale,
+        );
+    }
+    if kernel == Bf16Kernel::Amx {
+        amx::release();
+    }
+}
+
+/// An empty sum: zero unless accumulating.
+unsafe fn zero_or_keep(out: Out, (m, n): (usize, usize), accumulate: bool) {
+    if !accumulate {
+        for r in 0..m {
+            std::slice::from_raw_parts_mut(out.ptr.add(r * out.rs), n).fill(0.0);
+        }
+    }
+}
+
+crate::ops::vmath::dispatch! {
+    /// `dst ← bf16(scale·row)`, zero past the row.
+    pub fn round_row_portable(row: &[f32], scale: f32, dst: &mut [u16]) {
+        let (head, tail) = dst.split_at_mut(row.len());
+        for (d, &v) in head.iter_mut().zip(row) {
+            *d = super::to_bf16_bits(scale * v);
+        }
+        tail.fill(0);
+    }
+}
+
+fn round_row(row: &[f32], scale: f32, dst: &mut [u16]) {
+    if super::pack::simd_available() {
+        // SAFETY: the CPU has the instructions (just checked).
+        unsafe { super::pack::round_row(row, scale, dst) }
+    } else {
+        round_row_portable(row, scale, dst)
+    }
+}
+
+/// One thread's `m×n` product into `out`: A is packed once for the whole
+/// tile, B one column panel and depth block at a time.
 unsafe fn tile<L: Bf16Input, R: Bf16Input>(
     kernel: Bf16Kernel,
     (m, n, k): (usize, usize, usize),
@@ -161,58 +422,35 @@ unsafe fn tile<L: Bf16Input, R: Bf16Input>(
     rhs: Operand<R>,
     scale: f32,
 ) {
-    if kernel == Bf16Kernel::Convert || k == 0 {
+    if k == 0 {
+        return zero_or_keep(out, (m, n), accumulate);
+    }
+    if kernel == Bf16Kernel::Convert {
         return convert_tile((m, n, k), out, accumulate, lhs, rhs, scale);
     }
-    let kc_max = KC.min(k.next_multiple_of(32));
-    let mut b_pack = vec![0u16; kc_max * NC.min(n.next_multiple_of(NR))];
-    let mut a_pack = vec![0u16; kc_max * MC.min(m.next_multiple_of(MR))];
-    let mut block = [0f32; MR * NR];
+    let mut a_pack = PackedLhs::default();
+    a_pack.pack(lhs, (m, k));
+    let m_pad = m.next_multiple_of(MR);
+    let mut b_pack = vec![0u16; KC.min(k.next_multiple_of(32)) * NC.min(n.next_multiple_of(NR))];
     if kernel == Bf16Kernel::Amx {
         amx::configure();
     }
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            let kc_pad = kc.next_multiple_of(32);
+        for (pc, kc, kc_pad) in depth_blocks(k) {
             pack_b(rhs.offset(pc, jc), kc, nc, kc_pad, &mut b_pack);
-            let acc = accumulate || pc > 0;
+            let a_block = a_pack.data.as_ptr().add(m_pad * pc);
             for ic in (0..m).step_by(MC) {
-                let mc = MC.min(m - ic);
-                pack_a(lhs.offset(ic, pc), mc, kc, kc_pad, &mut a_pack);
-                for jr in (0..nc).step_by(NR) {
-                    let b = b_pack.as_ptr().add(jr * kc_pad);
-                    for ir in (0..mc).step_by(MR) {
-                        let a = a_pack.as_ptr().add(ir * kc_pad);
-                        let (rows, cols) = (MR.min(mc - ir), NR.min(nc - jr));
-                        let at = (ic + ir, jc + jr);
-                        if kernel == Bf16Kernel::Amx && rows == MR && cols == NR && scale == 1.0 {
-                            // A whole block: the tiles accumulate in dst itself.
-                            let c = out.ptr.add(at.0 * out.rs + at.1);
-                            amx::block_32x32(a, b, kc_pad, c, out.rs, acc);
-                            continue;
-                        }
-                        match kernel {
-                            Bf16Kernel::Amx => {
-                                amx::block_32x32(a, b, kc_pad, block.as_mut_ptr(), NR, false)
-                            }
-                            _ => {
-                                for r in (0..rows).step_by(avx512::ROWS) {
-                                    avx512::block_8x32(
-                                        a.add(r * kc_pad),
-                                        kc_pad,
-                                        b,
-                                        kc_pad,
-                                        block.as_mut_ptr().add(r * NR),
-                                        avx512::ROWS.min(rows - r),
-                                    )
-                                }
-                            }
-                        }
-                        out.store(at, (rows, cols), &block, acc, scale);
-                    }
-                }
+                multiply_block(
+                    kernel,
+                    (a_block.add(ic * kc_pad), MC.min(m - ic)),
+                    (b_pack.as_ptr(), nc),
+                    kc_pad,
+                    out,
+                    (ic, jc),
+                    accumulate || pc > 0,
+                    scale,
+                );
             }
         }
     }
@@ -342,6 +580,53 @@ mod tests {
                                 got[i]
                             );
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_products_match_the_rounded_product_on_every_kernel() {
+        for kernel in Bf16Kernel::all_available() {
+            for &(m, n, k) in &[(1, 1, 1), (37, 45, 70), (64, 33, 1100), (5, 64, 512)] {
+                let a = values(m * k, 4);
+                let b = values(k * n, 5);
+                let want = reference(&a, &b, (m, n, k));
+                let mut rhs = PackedRhs::default();
+                let mut lhs = PackedLhs::default();
+                let mut by_rows = PackedLhs::default();
+                // 2·a written row by row, then scaled back by ½ in the product.
+                by_rows.resize(m, k);
+                let doubled: Vec<f32> = a.iter().map(|v| 0.5 * v).collect();
+                unsafe {
+                    rhs.pack(Operand::new(b.as_ptr(), n, 1), (k, n));
+                    lhs.pack(Operand::new(a.as_ptr(), k, 1), (m, k));
+                }
+                for (r, row) in doubled.chunks_exact(k).enumerate() {
+                    by_rows.write_row(r, row, 2.0);
+                }
+                for (name, lhs, scale) in [
+                    ("packed", &lhs, 1.0),
+                    ("rows", &by_rows, 1.0),
+                    ("scaled", &lhs, 0.25),
+                ] {
+                    let mut got = vec![f32::NAN; m * (n + 3)];
+                    unsafe {
+                        matmul_packed_with(kernel, lhs, &rhs, got.as_mut_ptr(), n + 3, false, scale)
+                    };
+                    for i in 0..m {
+                        for j in 0..n {
+                            let w = scale as f64 * want[i * n + j];
+                            let err = (got[i * (n + 3) + j] as f64 - w).abs();
+                            assert!(
+                                err <= 2e-6 * k as f64 + 1e-6 * w.abs(),
+                                "{kernel:?} {name} m {m} n {n} k {k}: [{i}, {j}] {} vs {w}",
+                                got[i * (n + 3) + j]
+                            );
+                        }
+                        // The padding columns of dst are never written.
+                        assert!(got[i * (n + 3) + n].is_nan());
                     }
                 }
             }

@@ -19,6 +19,19 @@ use crate::ops::matmul::Operand;
 pub const MR: usize = 32;
 pub const NR: usize = 32;
 
+/// Whether the vectorised packing can run (AVX512-BF16).
+pub fn simd_available() -> bool {
+    super::avx512::available()
+}
+
+/// `dst ← bf16(scale·row)`, zero past the row.
+///
+/// # Safety
+/// [`simd_available`].
+pub unsafe fn round_row(row: &[f32], scale: f32, dst: &mut [u16]) {
+    simd::round_row(row, scale, dst)
+}
+
 /// Packs A's `rows × kc` block into `out`.
 ///
 /// # Safety
@@ -33,7 +46,7 @@ pub unsafe fn pack_a<L: Bf16Input>(
 ) {
     let rows_pad = rows.next_multiple_of(MR);
     let out = &mut out[..rows_pad * kc_pad];
-    if let Some(a) = L::as_f32(a) {
+    if let Some(a) = L::as_f32(a).filter(|_| simd_available()) {
         if a.col_stride == 1 {
             return simd::rows_contiguous(a, rows, kc, kc_pad, out);
         }
@@ -62,7 +75,7 @@ pub unsafe fn pack_b<R: Bf16Input>(
 ) {
     let cols_pad = cols.next_multiple_of(NR);
     let out = &mut out[..cols_pad * kc_pad];
-    if let Some(b) = R::as_f32(b) {
+    if let Some(b) = R::as_f32(b).filter(|_| simd_available()) {
         if b.row_stride == 1 {
             return simd::columns_contiguous(b, kc, cols, kc_pad, out);
         }
@@ -115,6 +128,18 @@ mod simd {
         let lo16 = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(both));
         let hi16 = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64::<1>(both));
         _mm512_or_si512(lo16, _mm512_slli_epi32::<16>(hi16))
+    }
+
+    /// `dst ← bf16(scale·row)`, zero past the row (`dst` a multiple of 32).
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub unsafe fn round_row(row: &[f32], scale: f32, dst: &mut [u16]) {
+        let (src, n, s) = (row.as_ptr(), row.len(), _mm512_set1_ps(scale));
+        for l in (0..dst.len()).step_by(32) {
+            let v0 = _mm512_mul_ps(s, load(src.wrapping_add(l), n.saturating_sub(l)));
+            let v1 = _mm512_mul_ps(s, load(src.wrapping_add(l + 16), n.saturating_sub(l + 16)));
+            let bf: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(v1, v0));
+            _mm512_storeu_si512(dst.as_mut_ptr().add(l).cast(), bf);
+        }
     }
 
     /// A rows with contiguous depth: convert 32 at a time.
@@ -245,6 +270,9 @@ mod simd {
 #[cfg(not(target_arch = "x86_64"))]
 mod simd {
     use crate::ops::matmul::Operand;
+    pub unsafe fn round_row(_: &[f32], _: f32, _: &mut [u16]) {
+        unreachable!("bf16 packing runs on x86-64 only")
+    }
     pub unsafe fn rows_contiguous(_: Operand<f32>, _: usize, _: usize, _: usize, _: &mut [u16]) {
         unreachable!("bf16 packing runs on x86-64 only")
     }
