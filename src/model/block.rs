@@ -6,15 +6,16 @@
 //! x ← x + gate₂ · Mlp(LayerNorm(x)·(1 + scale₂) + shift₂)
 //! ```
 //!
-//! Each line is one fused op of [`crate::ops`] (modulated LayerNorm, tiled
-//! attention, GELU, and the gated residual, which also adds the bias of the
-//! branch's last linear layer).
+//! Each line is a few fused ops of [`crate::ops`]: modulated LayerNorm, the
+//! qkv projection with the tiled attention, the MLP's first layer with its
+//! GELU, and the gated residual, which also adds the bias of the branch's
+//! last linear layer.
 
 use super::linear::Linear;
 use super::weights::Weights;
 use super::LN_EPS;
 use crate::compute::Precision;
-use crate::ops::{attention_in, gated_residual, gelu_tanh, layer_norm_modulate};
+use crate::ops::{gated_residual, layer_norm_modulate, linear_gelu_in, qkv_attention_in};
 use crate::Result;
 use candle_core::Tensor;
 
@@ -28,8 +29,8 @@ struct Attention {
 
 impl Attention {
     fn forward_without_output_bias(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
-        let qkv = self.qkv.forward(x, precision)?;
-        let heads = attention_in(precision, &qkv, self.num_heads)?;
+        let (w, b) = (self.qkv.weight(), self.qkv.bias());
+        let heads = qkv_attention_in(precision, x, w, b, self.num_heads)?;
         self.proj.forward_without_bias(&heads, precision)
     }
 }
@@ -42,7 +43,7 @@ struct Mlp {
 
 impl Mlp {
     fn forward_without_output_bias(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
-        let hidden = gelu_tanh(&self.fc1.forward(x, precision)?)?;
+        let hidden = linear_gelu_in(precision, x, self.fc1.weight(), self.fc1.bias())?;
         self.fc2.forward_without_bias(&hidden, precision)
     }
 }

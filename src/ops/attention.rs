@@ -41,11 +41,9 @@ pub fn attention_in(precision: Precision, qkv: &Tensor, num_heads: usize) -> Res
     }
     Ok(
         match route_for_in(precision, qkv, Kernels::CPU_FLOAT_BF16) {
-            Route::CpuKernel => qkv.contiguous()?.apply_op1(FlashAttention {
-                num_heads,
-                precision,
-                lse: Arc::new(Mutex::new(None)),
-            })?,
+            Route::CpuKernel => qkv
+                .contiguous()?
+                .apply_op1(FlashAttention::new(precision, num_heads))?,
             Route::CudaKernel | Route::Composition => {
                 attention_reference_in(precision, qkv, num_heads)?
             }
@@ -87,7 +85,7 @@ pub fn attention_reference_in(
     Ok(weights.matmul(&v)?.transpose(1, 2)?.reshape((n, t, d))?)
 }
 
-struct FlashAttention {
+pub(crate) struct FlashAttention {
     num_heads: usize,
     precision: Precision,
     /// Row log-sum-exps of the forward, `(N, H, T)`, for the backward.
@@ -357,6 +355,27 @@ impl CustomOp1 for FlashAttention {
         out: &Tensor,
         grad_out: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(self.gradient(qkv, out, grad_out)?))
+    }
+}
+
+impl FlashAttention {
+    pub(crate) fn new(precision: Precision, num_heads: usize) -> Self {
+        Self {
+            num_heads,
+            precision,
+            lse: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// d(qkv) for the output `out` of this op's last forward and its
+    /// gradient `grad_out`.
+    pub(crate) fn gradient(
+        &self,
+        qkv: &Tensor,
+        out: &Tensor,
+        grad_out: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let lse =
             self.lse.lock().unwrap().clone().ok_or_else(|| {
                 candle_core::Error::Msg("attention: backward without forward".into())
@@ -366,11 +385,7 @@ impl CustomOp1 for FlashAttention {
             precision: self.precision,
             lse,
         };
-        Ok(Some(qkv.apply_op3_no_bwd(
-            out,
-            &grad_out.contiguous()?,
-            &op,
-        )?))
+        qkv.apply_op3_no_bwd(out, &grad_out.contiguous()?, &op)
     }
 }
 

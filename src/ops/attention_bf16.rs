@@ -37,7 +37,12 @@ fn block_rows(t: usize) -> usize {
 ///
 /// # Safety
 /// `qkv` holds N·T·3D elements.
-unsafe fn head(qkv: &[f32], dims: Dims, b: usize, h: usize) -> (*const f32, *const f32, *const f32) {
+unsafe fn head(
+    qkv: &[f32],
+    dims: Dims,
+    b: usize,
+    h: usize,
+) -> (*const f32, *const f32, *const f32) {
     let base = qkv.as_ptr().add(b * dims.t * 3 * dims.d + h * dims.hd);
     (base, base.add(dims.d), base.add(2 * dims.d))
 }

@@ -186,6 +186,16 @@ macro_rules! cpu_forward_is_kernel {
 }
 pub(crate) use cpu_forward_is_kernel;
 
+/// A CPU tensor over a finished f32 or f64 buffer (no copy).
+pub fn tensor_from_storage(s: CpuStorage, shape: Shape) -> Result<candle_core::Tensor> {
+    let cpu = &candle_core::Device::Cpu;
+    match s {
+        CpuStorage::F32(v) => candle_core::Tensor::from_vec(v, shape, cpu),
+        CpuStorage::F64(v) => candle_core::Tensor::from_vec(v, shape, cpu),
+        _ => candle_core::bail!("expected f32 or f64 storage"),
+    }
+}
+
 /// Wraps a finished buffer as candle storage.
 pub fn storage<T: Float>(v: Vec<T>) -> CpuStorage {
     T::to_cpu_storage_owned(v)

@@ -22,7 +22,12 @@ pub fn gelu_tanh_reference(x: &Tensor) -> crate::Result<Tensor> {
     Ok(x.gelu()?)
 }
 
-struct Gelu;
+pub(crate) struct Gelu;
+
+/// The gradient of GELU-tanh at `x` for the output gradient `dy`.
+pub(crate) fn gelu_gradient(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    x.apply_op2_no_bwd(&dy.contiguous()?, &GeluBackward)
+}
 
 /// Elements per rayon task: large enough to amortise the task, small enough
 /// that an MLP activation (`N·T·4D`) spreads over every thread.
@@ -49,7 +54,7 @@ impl CustomOp1 for Gelu {
     cpu_forward_is_kernel!(s l);
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&dy.contiguous()?, &GeluBackward)?))
+        Ok(Some(gelu_gradient(x, dy)?))
     }
 }
 

@@ -83,7 +83,7 @@ pub fn linear_reference_in(
     })
 }
 
-struct Linear {
+pub(crate) struct Linear {
     precision: Precision,
 }
 
@@ -274,7 +274,28 @@ impl CustomOp2 for Linear {
     }
 }
 
+/// `(dx, dW, db)` of `x·Wᵀ (+ b)` for the output gradient `dy`.
+pub(crate) fn linear_gradients(
+    precision: Precision,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    with_bias: bool,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    let op = Linear { precision }.backward(with_bias);
+    unpack(
+        &x.apply_op3_no_bwd(w, &dy.contiguous()?, &op)?,
+        x,
+        w,
+        with_bias,
+    )
+}
+
 impl Linear {
+    pub(crate) fn new(precision: Precision) -> Self {
+        Self { precision }
+    }
+
     fn backward(&self, with_bias: bool) -> LinearBackward {
         LinearBackward {
             with_bias,
