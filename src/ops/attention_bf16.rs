@@ -60,7 +60,8 @@ pub fn forward(qkv: &[f32], dims: Dims) -> (Vec<f32>, Vec<f32>) {
         let (b, h) = (task / heads, task % heads);
         let (mut kt, mut v_rhs) = (PackedRhs::default(), PackedRhs::default());
         let (mut q_lhs, mut p_lhs) = (PackedLhs::default(), PackedLhs::default());
-        let mut s = vec![0f32; bq_max * t];
+        // Each block's scores are written whole by its first product.
+        let mut s = output_buffer(bq_max * t, |_: *mut f32| {});
         // SAFETY: every operand is a view of this head inside `qkv`; this
         // task alone writes head h's columns of sample b's rows of `out` and
         // its lse entries.
@@ -104,11 +105,13 @@ pub fn backward(qkv: &[f32], o: &[f32], d_o: &[f32], lse: &[f32], dims: Dims) ->
         // Left operands: q, dO, dS, qᵀ, dOᵀ of the block.
         let [mut q_lhs, mut do_lhs, mut ds_lhs, mut qt_lhs, mut dot_lhs] =
             <[PackedLhs; 5]>::default();
-        let mut p = vec![0f32; bq_max * t];
-        let mut ds = vec![0f32; bq_max * t];
-        // dKᵀ and dVᵀ, (hd × T) each, accumulated over the query blocks.
-        let mut dkt = vec![0f32; hd * t];
-        let mut dvt = vec![0f32; hd * t];
+        // The score tiles are written whole by each block's products, dKᵀ
+        // and dVᵀ (hd × T, summed over the query blocks) by the first
+        // block's.
+        let mut p = output_buffer(bq_max * t, |_: *mut f32| {});
+        let mut ds = output_buffer(bq_max * t, |_: *mut f32| {});
+        let mut dkt = output_buffer(hd * t, |_: *mut f32| {});
+        let mut dvt = output_buffer(hd * t, |_: *mut f32| {});
         // SAFETY: as in `forward`; this task alone writes head h's q, k, v
         // columns of sample b's rows of d(qkv).
         unsafe {

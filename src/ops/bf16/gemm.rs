@@ -261,14 +261,17 @@ impl PackedLhs {
         self.m.next_multiple_of(MR)
     }
 
-    /// Sizes the buffer for an `m × k` operand (zeroed) before rows are
-    /// written with [`PackedLhs::write_row`].
+    /// Sizes the buffer for an `m × k` operand whose rows are then all
+    /// written with [`PackedLhs::write_row`]; the padding rows are zeroed
+    /// here (only they: the rows are overwritten whole).
     pub fn resize(&mut self, m: usize, k: usize) {
         self.m = m;
         self.k = k;
-        self.data.clear();
-        self.data
-            .resize(m.next_multiple_of(MR) * k.next_multiple_of(32), 0);
+        let m_pad = self.m_pad();
+        self.data.resize(m_pad * k.next_multiple_of(32), 0);
+        for (pc, _, kc_pad) in depth_blocks(k) {
+            self.data[m_pad * pc + m * kc_pad..m_pad * (pc + kc_pad)].fill(0);
+        }
     }
 
     /// Packs the `m × k` operand `a`.
