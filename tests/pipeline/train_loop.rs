@@ -1,7 +1,7 @@
 //! The training loop: exact resume, atomic checkpoints, divergence, refusals.
 
 use candle_core::{DType, Device};
-use dit::compute::Compute;
+use dit::compute::{Compute, Precision};
 use dit::data::{DataError, Dataset, FashionMnist};
 use dit::diffusion::DiffusionConfig;
 use dit::model::{Dit, DitConfig};
@@ -41,6 +41,16 @@ fn config(steps: u64) -> TrainConfig {
 }
 
 fn job(dataset: Arc<dyn Dataset>, out: &Path, steps: u64, resume: Option<PathBuf>) -> TrainJob {
+    job_in(Precision::F32, dataset, out, steps, resume)
+}
+
+fn job_in(
+    precision: Precision,
+    dataset: Arc<dyn Dataset>,
+    out: &Path,
+    steps: u64,
+    resume: Option<PathBuf>,
+) -> TrainJob {
     TrainJob {
         model: tiny_model(),
         diffusion: DiffusionConfig::default(),
@@ -49,7 +59,10 @@ fn job(dataset: Arc<dyn Dataset>, out: &Path, steps: u64, resume: Option<PathBuf
         data_source: "fashion-mnist (embedded)".into(),
         out_dir: out.to_path_buf(),
         resume,
-        compute: Compute::cpu(),
+        compute: Compute {
+            precision,
+            ..Compute::cpu()
+        },
         skip_bad_images: false,
         latent_scale: None,
     }
@@ -100,12 +113,22 @@ fn bits(ckpt: &TrainCheckpoint) -> Vec<(String, Vec<u32>)> {
 
 #[test]
 fn resume_is_bit_identical_to_an_uninterrupted_run() {
+    resume_is_bit_identical_in(Precision::F32);
+}
+
+#[test]
+fn bf16_resume_is_bit_identical_to_an_uninterrupted_run() {
+    resume_is_bit_identical_in(Precision::Bf16);
+}
+
+fn resume_is_bit_identical_in(precision: Precision) {
     let dir = tempfile::tempdir().unwrap();
     let straight = dir.path().join("straight");
     let split = dir.path().join("split");
-    let full = train(job(fashion(), &straight, 20, None)).unwrap();
-    let half = train(job(fashion(), &split, 10, None)).unwrap();
-    let resumed = train(job(fashion(), &split, 20, Some(half.last_checkpoint))).unwrap();
+    let run = |out: &Path, steps, resume| train(job_in(precision, fashion(), out, steps, resume));
+    let full = run(&straight, 20, None).unwrap();
+    let half = run(&split, 10, None).unwrap();
+    let resumed = run(&split, 20, Some(half.last_checkpoint)).unwrap();
 
     let a = TrainCheckpoint::load(&full.last_checkpoint, &Device::Cpu).unwrap();
     let b = TrainCheckpoint::load(&resumed.last_checkpoint, &Device::Cpu).unwrap();
