@@ -108,7 +108,8 @@ mod imp {
     /// `c ← a·b` (`c ← c + a·b` if `accumulate`) for a 32×32 f32 block `c`
     /// with row stride `c_rs` elements: `a` is 32 rows × `kc` bf16
     /// (row-major, row stride `kc`), `b` is `kc/2` rows of 32 column pairs
-    /// (`b[p][j] = (B[2p][j], B[2p+1][j])`); `kc` a positive multiple of 32.
+    /// (`b[p][j] = (B[2p][j], B[2p+1][j])`) with row stride `b_rs`
+    /// elements; `kc` a positive multiple of 32.
     /// The accumulators are loaded from and stored to `c` directly.
     ///
     /// # Safety
@@ -117,6 +118,7 @@ mod imp {
     pub unsafe fn block_32x32(
         a: *const u16,
         b: *const u16,
+        b_rs: usize,
         kc: usize,
         c: *mut f32,
         c_rs: usize,
@@ -155,7 +157,7 @@ mod imp {
             "tdpbf16ps tmm3, tmm5, tmm7",
             "add {a0}, 64",
             "add {a1}, 64",
-            "add {b}, 2048",
+            "add {b}, {b_step}",
             "dec {steps}",
             "jnz 2b",
             "tilestored [{c} + {cs}*1], tmm0",
@@ -167,7 +169,8 @@ mod imp {
             b = inout(reg) b => _,
             steps = inout(reg) kc / 32 => _,
             as_ = in(reg) kc * 2,
-            bs = in(reg) 128usize,
+            bs = in(reg) b_rs * 2,
+            b_step = in(reg) b_rs * 32,
             c = in(reg) c,
             c1 = in(reg) c1,
             cs = in(reg) cs,
@@ -186,6 +189,7 @@ mod imp {
     pub unsafe fn block_32x32(
         _: *const u16,
         _: *const u16,
+        _: usize,
         _: usize,
         _: *mut f32,
         _: usize,

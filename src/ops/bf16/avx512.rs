@@ -16,7 +16,8 @@ mod imp {
 
     /// `c (rows × 32 f32, row stride 32) ← a·b` for the first `rows ≤ 8`
     /// rows: `a` rows of `kc` bf16 (row stride `a_rs`), `b` `kc/2` rows of
-    /// 32 column pairs as for the AMX kernel; `kc` even.
+    /// 32 column pairs (row stride `b_rs` elements) as for the AMX kernel;
+    /// `kc` even.
     ///
     /// # Safety
     /// [`available`] returned true; the buffers have those sizes.
@@ -25,14 +26,15 @@ mod imp {
         a: *const u16,
         a_rs: usize,
         b: *const u16,
+        b_rs: usize,
         kc: usize,
         c: *mut f32,
         rows: usize,
     ) {
         let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
         for p in 0..kc / 2 {
-            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * 64).cast()));
-            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * 64 + 32).cast()));
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * b_rs).cast()));
+            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * b_rs + 32).cast()));
             for (r, acc) in acc.iter_mut().enumerate() {
                 let pair = a.add(r * a_rs + 2 * p).cast::<i32>().read_unaligned();
                 let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
@@ -53,10 +55,12 @@ mod imp {
         false
     }
     pub const ROWS: usize = 8;
+    #[allow(clippy::too_many_arguments)]
     pub unsafe fn block_8x32(
         _: *const u16,
         _: usize,
         _: *const u16,
+        _: usize,
         _: usize,
         _: *mut f32,
         _: usize,

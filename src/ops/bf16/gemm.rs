@@ -156,12 +156,11 @@ impl Out {
 /// packed `[cols_pad/NR][kc_pad/2][NR][2]` panels.
 ///
 /// # Safety
-/// The packed blocks have those sizes; the destination holds the block;
-/// for AMX, [`amx::configure`] ran on this thread.
+/// As [`multiply_pair_rows`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn multiply_block(
     kernel: Bf16Kernel,
-    (a, rows): (*const u16, usize),
+    a: (*const u16, usize),
     (b, cols): (*const u16, usize),
     kc_pad: usize,
     out: Out,
@@ -169,9 +168,45 @@ unsafe fn multiply_block(
     accumulate: bool,
     scale: f32,
 ) {
+    let b = PairRows {
+        ptr: b,
+        row_stride: 2 * NR,
+        panel_stride: kc_pad * NR,
+    };
+    multiply_pair_rows(kernel, a, (b, cols), kc_pad, out, origin, accumulate, scale)
+}
+
+/// The right operand as rows of column pairs: element pair `(p, j)` (depth
+/// rows 2p and 2p+1 of column j) at `ptr + (j / NR)·panel_stride +
+/// p·row_stride + 2·(j mod NR)`; packed panels have `row_stride = 2·NR`,
+/// a pair-interleaved image row has `panel_stride = 2·NR`.
+#[derive(Clone, Copy)]
+pub struct PairRows {
+    pub ptr: *const u16,
+    pub row_stride: usize,
+    pub panel_stride: usize,
+}
+
+/// [`multiply_block`] over any [`PairRows`] right operand.
+///
+/// # Safety
+/// The operands have those sizes; the destination holds the block; for
+/// AMX, [`amx::configure`] ran on this thread.
+#[allow(clippy::too_many_arguments)]
+unsafe fn multiply_pair_rows(
+    kernel: Bf16Kernel,
+    (a, rows): (*const u16, usize),
+    (b, cols): (PairRows, usize),
+    kc_pad: usize,
+    out: Out,
+    origin: (usize, usize),
+    accumulate: bool,
+    scale: f32,
+) {
     let mut block = [0f32; MR * NR];
+    let b_rs = b.row_stride;
     for jr in (0..cols).step_by(NR) {
-        let b = b.add(jr * kc_pad);
+        let b = b.ptr.add(jr / NR * b.panel_stride);
         for ir in (0..rows).step_by(MR) {
             let a = a.add(ir * kc_pad);
             let (rows, cols) = (MR.min(rows - ir), NR.min(cols - jr));
@@ -180,23 +215,26 @@ unsafe fn multiply_block(
                 Bf16Kernel::Amx if rows == MR && cols == NR && scale == 1.0 => {
                     // A whole block: the tiles accumulate in dst itself.
                     let c = out.ptr.add(at.0 * out.rs + at.1);
-                    amx::block_32x32(a, b, kc_pad, c, out.rs, accumulate);
+                    amx::block_32x32(a, b, b_rs, kc_pad, c, out.rs, accumulate);
                     continue;
                 }
-                Bf16Kernel::Amx => amx::block_32x32(a, b, kc_pad, block.as_mut_ptr(), NR, false),
+                Bf16Kernel::Amx => {
+                    amx::block_32x32(a, b, b_rs, kc_pad, block.as_mut_ptr(), NR, false)
+                }
                 Bf16Kernel::Avx512Bf16 => {
                     for r in (0..rows).step_by(avx512::ROWS) {
                         avx512::block_8x32(
                             a.add(r * kc_pad),
                             kc_pad,
                             b,
+                            b_rs,
                             kc_pad,
                             block.as_mut_ptr().add(r * NR),
                             avx512::ROWS.min(rows - r),
                         )
                     }
                 }
-                Bf16Kernel::Convert => portable_block(a, b, kc_pad, &mut block, rows),
+                Bf16Kernel::Convert => portable_block(a, b, b_rs, kc_pad, &mut block, rows),
             }
             out.store(at, (rows, cols), &block, accumulate, scale);
         }
@@ -207,12 +245,13 @@ crate::ops::vmath::dispatch! {
     /// The packed layouts' product without bf16 instructions: bf16 widens
     /// to f32 exactly, so this is the other kernels' arithmetic up to the
     /// order of the f32 additions. Rows past `rows` are left alone.
-    pub fn portable_rows(a: &[u16], b: &[u16], kc_pad: usize, block: &mut [f32], rows: usize) {
+    pub fn portable_rows(a: &[u16], b: &[u16], b_rs: usize, kc_pad: usize, block: &mut [f32], rows: usize) {
         let widen = |bits: u16| f32::from_bits((bits as u32) << 16);
         for (r, out) in block.chunks_exact_mut(NR).enumerate().take(rows) {
             let mut acc = [0f32; NR];
             let a_row = &a[r * kc_pad..(r + 1) * kc_pad];
-            for (pair, b_row) in a_row.chunks_exact(2).zip(b.chunks_exact(2 * NR)) {
+            for (p, pair) in a_row.chunks_exact(2).enumerate() {
+                let b_row = &b[p * b_rs..p * b_rs + 2 * NR];
                 let (a0, a1) = (widen(pair[0]), widen(pair[1]));
                 for (j, acc) in acc.iter_mut().enumerate() {
                     *acc += a0 * widen(b_row[2 * j]) + a1 * widen(b_row[2 * j + 1]);
@@ -227,13 +266,14 @@ crate::ops::vmath::dispatch! {
 unsafe fn portable_block(
     a: *const u16,
     b: *const u16,
+    b_rs: usize,
     kc_pad: usize,
     block: &mut [f32; MR * NR],
     rows: usize,
 ) {
     let a = std::slice::from_raw_parts(a, MR * kc_pad);
-    let b = std::slice::from_raw_parts(b, kc_pad * NR);
-    portable_rows(a, b, kc_pad, block, rows)
+    let b = std::slice::from_raw_parts(b, (kc_pad / 2 - 1) * b_rs + 2 * NR);
+    portable_rows(a, b, b_rs, kc_pad, block, rows)
 }
 
 /// The depth blocks of a depth `k`: (start, length, padded length); every
@@ -297,6 +337,12 @@ impl PackedLhs {
             let at = m_pad * pc + r * kc_pad;
             round_row(&row[pc..pc + kc], scale, &mut self.data[at..at + kc_pad]);
         }
+    }
+}
+
+impl std::fmt::Debug for PackedLhs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedLhs({}×{})", self.m, self.k)
     }
 }
 
@@ -382,6 +428,67 @@ pub unsafe fn matmul_packed_with(
     }
     if kernel == Bf16Kernel::Amx {
         amx::release();
+    }
+}
+
+/// `dst ← a·B` (`+ dst` if `accumulate`) on the calling thread, `B` the
+/// `a.k × n` matrix stored as rows of column pairs (`b[p][j] = (B[2p][j],
+/// B[2p+1][j])`, pair row `p` at `b + p·b_row_stride`), rows past `a.k`
+/// zero up to the next multiple of 32 (an implicit-GEMM convolution's
+/// image; see [`pair_rows`]).
+///
+/// # Safety
+/// `b` holds `a.k.next_multiple_of(32) / 2` pair rows at that stride, each
+/// readable for `n.next_multiple_of(32)` pairs; `dst` holds `a.m × n`.
+pub unsafe fn matmul_pairs(
+    a: &PackedLhs,
+    b: *const u16,
+    b_row_stride: usize,
+    n: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+) {
+    let kernel = kernel();
+    let out = Out {
+        ptr: dst,
+        rs: dst_rs,
+    };
+    let (m, k) = (a.m, a.k);
+    if k == 0 {
+        return zero_or_keep(out, (m, n), accumulate);
+    }
+    let m_pad = m.next_multiple_of(MR);
+    if kernel == Bf16Kernel::Amx {
+        amx::configure();
+    }
+    for (pc, _, kc_pad) in depth_blocks(k) {
+        let b = PairRows {
+            ptr: b.add(pc / 2 * b_row_stride),
+            row_stride: b_row_stride,
+            panel_stride: 2 * NR,
+        };
+        let a_block = (a.data.as_ptr().add(m_pad * pc), m);
+        let acc = accumulate || pc > 0;
+        multiply_pair_rows(kernel, a_block, (b, n), kc_pad, out, (0, 0), acc, 1.0);
+    }
+    if kernel == Bf16Kernel::Amx {
+        amx::release();
+    }
+}
+
+/// `dst[j] ← (bf16(lo[j]), bf16(hi[j]))` as pairs, `hi` zero when absent;
+/// `dst` holds `2·lo.len()` elements.
+pub fn pair_rows(lo: &[f32], hi: Option<&[f32]>, dst: &mut [u16]) {
+    debug_assert!(hi.is_none_or(|h| h.len() == lo.len()) && dst.len() == 2 * lo.len());
+    if super::pack::simd_available() {
+        // SAFETY: the CPU has the instructions (just checked).
+        unsafe { super::pack::pair_rows(lo, hi, dst) }
+    } else {
+        for (j, pair) in dst.chunks_exact_mut(2).enumerate() {
+            pair[0] = super::to_bf16_bits(lo[j]);
+            pair[1] = hi.map_or(0, |h| super::to_bf16_bits(h[j]));
+        }
     }
 }
 

@@ -32,6 +32,14 @@ pub unsafe fn round_row(row: &[f32], scale: f32, dst: &mut [u16]) {
     simd::round_row(row, scale, dst)
 }
 
+/// `dst[j] ← (bf16(lo[j]), bf16(hi[j]))` as pairs (`hi` zero if absent).
+///
+/// # Safety
+/// [`simd_available`]; `dst` holds `2·lo.len()` elements, `hi` as many as `lo`.
+pub unsafe fn pair_rows(lo: &[f32], hi: Option<&[f32]>, dst: &mut [u16]) {
+    simd::pair_rows(lo, hi, dst)
+}
+
 /// Packs A's `rows × kc` block into `out`.
 ///
 /// # Safety
@@ -139,6 +147,22 @@ mod simd {
             let v1 = _mm512_mul_ps(s, load(src.wrapping_add(l + 16), n.saturating_sub(l + 16)));
             let bf: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(v1, v0));
             _mm512_storeu_si512(dst.as_mut_ptr().add(l).cast(), bf);
+        }
+    }
+
+    /// Two rows into bf16 pairs, sixteen at a time.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub unsafe fn pair_rows(lo: &[f32], hi: Option<&[f32]>, dst: &mut [u16]) {
+        let n = lo.len();
+        let out = dst.as_mut_ptr().cast::<i32>();
+        for j in (0..n).step_by(16) {
+            let left = n - j;
+            let l = load(lo.as_ptr().add(j), left);
+            let h = match hi {
+                Some(hi) => load(hi.as_ptr().add(j), left),
+                None => _mm512_setzero_ps(),
+            };
+            _mm512_mask_storeu_epi32(out.add(j), lanes(left), pairs(l, h));
         }
     }
 
@@ -270,6 +294,9 @@ mod simd {
 #[cfg(not(target_arch = "x86_64"))]
 mod simd {
     use crate::ops::matmul::Operand;
+    pub unsafe fn pair_rows(_: &[f32], _: Option<&[f32]>, _: &mut [u16]) {
+        unreachable!("bf16 packing runs on x86-64 only")
+    }
     pub unsafe fn round_row(_: &[f32], _: f32, _: &mut [u16]) {
         unreachable!("bf16 packing runs on x86-64 only")
     }
