@@ -4,9 +4,8 @@
 //!
 //! cargo run --release --example guided_sampling -- DiT-XL-2-256x256.pt sd-vae-ft-mse/
 
-use dit::diffusion::DiffusionConfig;
 use dit::sample::{ClassChoice, SampleJob, SampleSettings};
-use dit::{model::Dit, vae::Vae};
+use dit::{model::Dit, transport::ObjectiveConfig, vae::Vae};
 
 fn main() -> dit::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -16,8 +15,8 @@ fn main() -> dit::Result<()> {
     let job = SampleJob {
         model: &model,
         vae: Some(&vae),
-        diffusion: DiffusionConfig::default(),
-        settings: SampleSettings::default(), // 250 DDPM steps, guidance 4.0
+        objective: ObjectiveConfig::default(), // DiT's diffusion
+        settings: SampleSettings::default(),   // 250 DDPM steps, guidance 4.0
         classes: ClassChoice::Cycle(vec![207, 360, 387, 974]),
         indices: 0..4,
         batch_size: 4,

@@ -9,13 +9,16 @@ pub mod atomic_file;
 pub mod compute;
 pub mod data;
 pub mod diffusion;
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod formats;
 pub mod model;
 pub mod ops;
 pub mod sample;
+pub mod serve;
 pub mod train;
+pub mod transport;
 pub mod vae;
 
 pub use error::{Context, Error, Result};

@@ -5,6 +5,8 @@
 use super::compute_args::ComputeArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use dit::dist::{self, Communicator, SingleProcess};
+use dit::eval::features::extract_shared;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -61,6 +63,11 @@ pub struct NetworkArgs {
     /// Do not draw progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// One rank of a multi-process job (`mpirun -np N`, `srun`; needs a
+    /// build with `--features mpi`): the ranks share the images' Inception
+    /// features; rank 0 computes and writes the results.
+    #[arg(long)]
+    pub distributed: bool,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
@@ -108,8 +115,32 @@ pub struct CompareArgs {
 pub fn run(args: EvalArgs) -> Result<()> {
     match args.command {
         Some(EvalCommand::ImportInception { input, output }) => import(&input, &output),
-        Some(EvalCommand::Stats(stats)) => compute_stats(stats),
-        None => compare(args.compare),
+        Some(EvalCommand::Stats(stats)) => {
+            let comm = communicator(&stats.net)?;
+            finish(&*comm, compute_stats(stats, &*comm))
+        }
+        None => {
+            let comm = communicator(&args.compare.net)?;
+            finish(&*comm, compare(args.compare, &*comm))
+        }
+    }
+}
+
+fn communicator(net: &NetworkArgs) -> Result<Box<dyn Communicator>> {
+    Ok(match net.distributed {
+        true => dist::from_launcher()?,
+        false => Box::new(SingleProcess),
+    })
+}
+
+/// Ends a rank's part: an error on any rank ends the whole job.
+fn finish(comm: &dyn Communicator, outcome: Result<()>) -> Result<()> {
+    match outcome {
+        Err(err) if comm.world_size() > 1 => comm.abort(&format!("{err:#}")),
+        outcome => {
+            outcome?;
+            Ok(comm.finish()?)
+        }
     }
 }
 
@@ -145,13 +176,16 @@ fn load_extractor(net: &NetworkArgs) -> Result<FeatureExtractor> {
     Ok(FeatureExtractor::new(model, net.preprocess))
 }
 
+/// The features of `set`, shared out between the ranks of `comm`: `Some` on
+/// rank 0, `None` on the others.
 fn extract(
     extractor: &FeatureExtractor,
     set: &ImageSet,
     label: &str,
     net: &NetworkArgs,
-) -> Result<Features> {
-    let bar = if net.no_progress {
+    comm: &dyn Communicator,
+) -> Result<Option<Features>> {
+    let bar = if net.no_progress || comm.rank() != 0 {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(set.len() as u64)
@@ -163,15 +197,19 @@ fn extract(
         .progress_chars("=> "),
     );
     bar.set_message(label.to_string());
-    let features = extractor.extract(set, net.batch_size, |done| bar.set_position(done as u64))?;
+    let features = extract_shared(extractor, set, net.batch_size, comm, |done| {
+        bar.set_position(done as u64)
+    })?;
     bar.finish_and_clear();
     Ok(features)
 }
 
-fn compute_stats(args: StatsArgs) -> Result<()> {
+fn compute_stats(args: StatsArgs, comm: &dyn Communicator) -> Result<()> {
     let set = ImageSet::open(&args.input)?;
     let extractor = load_extractor(&args.net)?;
-    let features = extract(&extractor, &set, "images", &args.net)?;
+    let Some(features) = extract(&extractor, &set, "images", &args.net, comm)? else {
+        return Ok(());
+    };
     let stats = Statistics::from_features(&features)?;
     stats.save(&args.output)?;
     println!(
@@ -222,7 +260,7 @@ impl Input {
     }
 }
 
-fn compare(args: CompareArgs) -> Result<()> {
+fn compare(args: CompareArgs, comm: &dyn Communicator) -> Result<()> {
     let samples = Input::open(args.samples.as_deref().context("--samples is required")?)?;
     let reference = Input::open(args.reference.as_deref().context("--ref is required")?)?;
     let metrics = match &args.metrics {
@@ -253,10 +291,13 @@ fn compare(args: CompareArgs) -> Result<()> {
     let mut features = Vec::new();
     for (side, label) in [(&samples, "samples"), (&reference, "reference")] {
         let f = match (&extractor, &side.images) {
-            (Some(ex), Some(set)) if needs_net(side) => Some(extract(ex, set, label, &args.net)?),
+            (Some(ex), Some(set)) if needs_net(side) => extract(ex, set, label, &args.net, comm)?,
             _ => None,
         };
         features.push(f);
+    }
+    if comm.rank() != 0 {
+        return Ok(());
     }
     let (sample_features, ref_features) = (features.remove(0), features.remove(0));
 

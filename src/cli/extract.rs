@@ -4,7 +4,8 @@
 use super::compute_args::ComputeArgs;
 use anyhow::{Context, Result};
 use clap::Args;
-use dit::data::latent_extract::{extract_latents, ExtractJob};
+use dit::data::latent_extract::{extract_latents_with, ExtractJob};
+use dit::dist::{self, Communicator, SingleProcess};
 use dit::vae::Vae;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -38,11 +39,21 @@ pub struct ExtractArgs {
     /// Images per shard file.
     #[arg(long, default_value_t = 1024)]
     pub shard_size: usize,
+    /// One rank of a multi-process job (`mpirun -np N`, `srun`; needs a
+    /// build with `--features mpi`): the ranks share the shards of one
+    /// folder that they all see (the files are those one process writes).
+    #[arg(long)]
+    pub distributed: bool,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
 
 pub fn run(args: ExtractArgs) -> Result<()> {
+    let comm: Box<dyn Communicator> = match args.distributed {
+        true => dist::from_launcher()?,
+        false => Box::new(SingleProcess),
+    };
+    let leader = comm.rank() == 0;
     let compute = args.compute.compute()?;
     let vae = Vae::load(&args.vae, &compute.device)
         .with_context(|| format!("loading the VAE {}", args.vae.display()))?;
@@ -55,22 +66,32 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         max_new_shards: None,
         vae_source: args.vae.display().to_string(),
     };
-    let bar = ProgressBar::new(0);
+    let bar = match leader {
+        true => ProgressBar::new(0),
+        false => ProgressBar::hidden(),
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:40} {pos}/{len} images [{elapsed_precise}<{eta_precise}]",
         )
         .expect("valid template"),
     );
-    let outcome = extract_latents(&vae, &job, &mut |done, total| {
+    let outcome = extract_latents_with(&vae, &job, &*comm, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     });
     bar.finish_and_clear();
-    let outcome = outcome?;
+    let outcome = match (outcome, comm.world_size()) {
+        (Err(err), w) if w > 1 => comm.abort(&format!("extracting latents: {err}")),
+        (outcome, _) => outcome?,
+    };
+    comm.finish()?;
+    if !leader {
+        return Ok(());
+    }
     let m = &outcome.manifest;
     println!(
-        "{}: {} images, {} classes, latents {}×{}×{} (moments {:?}); {} shards written, {} already done",
+        "{}: {} images, {} classes, latents {}×{}×{} (moments {:?}); {} shards written, {} already done{}",
         args.out.display(),
         m.num_images,
         m.class_names.len(),
@@ -79,7 +100,11 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         m.moments_shape.2,
         m.moments_shape,
         outcome.written.len(),
-        outcome.skipped.len()
+        outcome.skipped.len(),
+        match comm.world_size() {
+            1 => String::new(),
+            w => format!(" by rank 0 of {w}; complete: {}", outcome.complete),
+        }
     );
     Ok(())
 }

@@ -1,11 +1,14 @@
 //! `dit info`: what a checkpoint or preset is, and how many parameters it has.
 
 use super::checkpoint_args::CheckpointArgs;
+use super::objective_args::ObjectiveArgs;
 use anyhow::{bail, Result};
 use clap::Args;
 use dit::model::checkpoint;
 use dit::model::params::parameter_counts;
 use dit::model::DitConfig;
+use dit::train::checkpoint::stored_objective;
+use dit::transport::ObjectiveConfig;
 use std::path::Path;
 
 #[derive(Args, Debug)]
@@ -23,9 +26,22 @@ pub struct InfoArgs {
     pub image_size: usize,
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,
+    /// What the checkpoint was trained with, for files that do not record
+    /// it: an official SiT .pt is told with --objective sit.
+    #[command(flatten)]
+    pub objective: ObjectiveArgs,
 }
 
 pub fn run(args: InfoArgs) -> Result<()> {
+    let stored = args
+        .target
+        .as_deref()
+        .and_then(|t| stored_objective(Path::new(t)));
+    let objective = match (stored, args.objective.given()) {
+        (Some(stored), _) => stored,
+        (None, true) => args.objective.config()?,
+        (None, false) => ObjectiveConfig::default(),
+    };
     let (config, source) = match (&args.model, &args.target) {
         (Some(name), _) => (preset(name, args.image_size)?, "preset".to_string()),
         (None, Some(target))
@@ -44,7 +60,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
         }
         (None, None) => bail!("name a checkpoint or a preset, e.g. `dit info --model DiT-XL/2`"),
     };
-    print!("{}", describe(&config, &source));
+    print!("{}", describe(&config, &objective, &source));
     Ok(())
 }
 
@@ -56,7 +72,7 @@ fn preset(name: &str, image_size: usize) -> Result<DitConfig> {
 }
 
 /// The report `dit info` prints.
-pub fn describe(c: &DitConfig, source: &str) -> String {
+pub fn describe(c: &DitConfig, objective: &ObjectiveConfig, source: &str) -> String {
     let (total, trainable) = parameter_counts(c);
     let null = if c.has_null_class() {
         format!(" + null class (label dropout {})", c.class_dropout_prob)
@@ -65,6 +81,7 @@ pub fn describe(c: &DitConfig, source: &str) -> String {
     };
     format!(
         "model:        {}\n\
+         objective:    {}\n\
          source:       {source}\n\
          input:        {} × {} × {} (patch {} → {} tokens)\n\
          hidden size:  {}\n\
@@ -75,7 +92,8 @@ pub fn describe(c: &DitConfig, source: &str) -> String {
          learn sigma:  {} ({} output channels)\n\
          parameters: {total}\n\
          trainable:  {trainable}\n",
-        c.describe(),
+        c.describe().replacen("DiT", objective.family(), 1),
+        objective.describe(),
         c.in_channels,
         c.input_size,
         c.input_size,

@@ -2,13 +2,16 @@
 //! in its own file and calls into the library.
 
 mod checkpoint_args;
+mod comm_check;
 mod compute_args;
 mod convert;
 mod eval;
 mod extract;
 mod info;
 mod merge_npz;
+mod objective_args;
 mod sample;
+mod serve;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -41,8 +44,13 @@ pub enum Command {
     Sample(sample::SampleArgs),
     /// Encode an image folder once into VAE latents for `dit train --latents`.
     Extract(extract::ExtractArgs),
+    /// Serve an HTTP API and a web page for generating images.
+    Serve(serve::ServeArgs),
     /// Join the .npz files of a sharded `dit sample` run, in order.
     MergeNpz(merge_npz::MergeNpzArgs),
+    /// Check and time the communicator of a distributed job (tests, benches).
+    #[command(hide = true)]
+    CommCheck(comm_check::CommCheckArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -55,6 +63,8 @@ pub fn main() -> ExitCode {
         Command::Sample(args) => sample::run(args),
         Command::Extract(args) => extract::run(args),
         Command::MergeNpz(args) => merge_npz::run(args),
+        Command::CommCheck(args) => comm_check::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

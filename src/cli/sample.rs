@@ -2,16 +2,22 @@
 
 use super::checkpoint_args::CheckpointArgs;
 use super::compute_args::ComputeArgs;
+use super::objective_args::ObjectiveArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use dit::diffusion::{DiffusionConfig, GuidanceChannels, Sampler, VarianceType};
+use dit::diffusion::{GuidanceChannels, Sampler};
+use dit::dist::{self, Communicator, SingleProcess};
 use dit::model::Dit;
+use dit::sample::checkpoint_facts::{checkpoint_class_names, checkpoint_file, sampling_objective};
 use dit::sample::job::check_decoder;
-use dit::sample::{resolve_classes, ClassChoice, ClassNames, SampleJob, SampleSettings, Shard};
-use dit::train::checkpoint::{stored_class_names, stored_diffusion_config};
+use dit::sample::{
+    generator::DIFFUSION_SAMPLERS, resolve_classes, ClassChoice, ClassNames, SampleJob,
+    SampleSettings, SampledImages, SamplerChoice, Shard,
+};
+use dit::transport::{ObjectiveConfig, OdeConfig, SamplerConfig};
 use dit::vae::Vae;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where the official weights come from; `dit` never downloads them.
 pub const WEIGHTS_HELP: &str = "\
@@ -58,13 +64,35 @@ pub struct SampleArgs {
     /// latents) or all.
     #[arg(long, default_value = "3", value_parser = parse_guidance_channels)]
     pub guidance_channels: GuidanceChannels,
-    /// Sampling steps: a count ("250"), "ddim50" (evenly strided) or
-    /// per-section counts ("10,15,20").
+    /// Sampling steps. DDPM models: a count ("250"), "ddim50" (evenly
+    /// strided) or per-section counts ("10,15,20"). SiT models: grid points
+    /// of the fixed-step ODE/SDE (unused by ode-dopri5).
     #[arg(long, default_value = "250")]
     pub steps: String,
-    /// ddpm (as the paper), ddim or dpm++ (DPM-Solver++(2M), good at 10–50 steps).
-    #[arg(long, default_value = "ddpm", value_parser = ["ddpm", "ddim", "dpm++"])]
-    pub sampler: String,
+    /// DDPM models: ddpm (as the paper), ddim or dpm++ (DPM-Solver++(2M),
+    /// good at 10–50 steps). SiT models: ode-dopri5 (adaptive, SiT's
+    /// default), ode-heun, ode-euler, sde-euler or sde-heun. [default: ddpm,
+    /// or ode-dopri5 for SiT]
+    #[arg(long, value_parser = ["ddpm", "ddim", "dpm++", "ode-dopri5", "ode-heun", "ode-euler", "sde-euler", "sde-heun"])]
+    pub sampler: Option<String>,
+    /// ode-dopri5's absolute and relative error tolerances.
+    #[arg(long, default_value_t = 1e-6)]
+    pub atol: f64,
+    #[arg(long, default_value_t = 1e-3)]
+    pub rtol: f64,
+    /// SDE samplers: the diffusion coefficient's form (constant, sbdm,
+    /// sigma, linear, decreasing, increasing-decreasing).
+    #[arg(long, default_value = "sigma")]
+    pub diffusion_form: String,
+    /// SDE samplers: scale of the diffusion coefficient.
+    #[arg(long, default_value_t = 1.0)]
+    pub diffusion_norm: f64,
+    /// SDE samplers: the last step to t = 1 (none, mean, tweedie, euler).
+    #[arg(long, default_value = "mean")]
+    pub last_step: String,
+    /// SDE samplers: the interval left for the last step.
+    #[arg(long, default_value_t = 0.04)]
+    pub last_step_size: f64,
     /// DDIM's η (0: deterministic).
     #[arg(long, default_value_t = 0.0)]
     pub eta: f64,
@@ -79,8 +107,13 @@ pub struct SampleArgs {
     #[arg(short = 'n', long = "num-samples")]
     pub num_samples: Option<u64>,
     /// Produce only shard i of n (0-based, "i/n") of the --num-samples images.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "distributed")]
     pub shard: Option<Shard>,
+    /// One rank of a multi-process job (`mpirun -np N`, `srun`; needs a
+    /// build with `--features mpi`): each rank samples its shard and rank 0
+    /// writes the outputs, the same bytes one process would.
+    #[arg(long)]
+    pub distributed: bool,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Grid PNG of all images.
@@ -102,6 +135,10 @@ pub struct SampleArgs {
     pub npz: Option<PathBuf>,
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,
+    /// What the checkpoint was trained with, for files that do not record
+    /// it (an official SiT .pt: --objective sit; its tensors look like DiT's).
+    #[command(flatten)]
+    pub objective: ObjectiveArgs,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
@@ -114,38 +151,40 @@ fn parse_guidance_channels(s: &str) -> Result<GuidanceChannels, String> {
     }
 }
 
-fn sampler(args: &SampleArgs) -> Sampler {
-    match args.sampler.as_str() {
-        "ddim" => Sampler::Ddim { eta: args.eta },
-        "dpm++" => Sampler::DpmSolverPP2M,
-        _ => Sampler::Ddpm,
-    }
-}
-
-/// The diffusion a checkpoint was trained with, else DiT's.
-fn diffusion_config(ckpt: &Path, model: &Dit) -> DiffusionConfig {
-    stored_diffusion_config(ckpt).unwrap_or_else(|| {
-        let default = DiffusionConfig::default();
-        if model.config().learn_sigma {
-            default
-        } else {
-            // ADM's choice for models without a learned variance.
-            DiffusionConfig {
-                variance: VarianceType::FixedLarge,
-                ..default
-            }
+/// The sampler `--sampler` names, or the family's default for `objective`,
+/// with this command's settings.
+fn sampler(args: &SampleArgs, objective: &ObjectiveConfig) -> Result<SamplerChoice> {
+    let name = args
+        .sampler
+        .as_deref()
+        .unwrap_or(SamplerChoice::names_for(objective)[0]);
+    // Grid points matter to the transport's fixed-step samplers only.
+    let fixed_transport_steps = name != "ode-dopri5" && !DIFFUSION_SAMPLERS.contains(&name);
+    let grid_points = match fixed_transport_steps {
+        true => args.steps.trim().parse().with_context(|| {
+            format!(
+                "--steps {}: SiT samplers take a number of grid points",
+                args.steps
+            )
+        })?,
+        false => OdeConfig::default().num_steps,
+    };
+    let mut choice = SamplerChoice::from_name(name, grid_points)
+        .with_context(|| format!("unknown sampler {name}"))?;
+    match &mut choice {
+        SamplerChoice::Diffusion(Sampler::Ddim { eta }) => *eta = args.eta,
+        SamplerChoice::Transport(SamplerConfig::Ode(ode)) => {
+            (ode.atol, ode.rtol) = (args.atol, args.rtol);
         }
-    })
-}
-
-/// Names for `--class`: a dit train checkpoint's own, else ImageNet's for
-/// 1000-class models.
-fn class_names(ckpt: &Path, num_classes: usize) -> Option<ClassNames> {
-    match stored_class_names(ckpt) {
-        Some(names) if names.len() == num_classes => Some(ClassNames::from_names(&names)),
-        _ if num_classes == 1000 => Some(ClassNames::imagenet()),
-        _ => None,
+        SamplerChoice::Transport(SamplerConfig::Sde(sde)) => {
+            sde.diffusion = args.diffusion_form.parse()?;
+            sde.diffusion_norm = args.diffusion_norm;
+            sde.last_step = args.last_step.parse()?;
+            sde.last_step_size = args.last_step_size;
+        }
+        SamplerChoice::Diffusion(_) => {}
     }
+    Ok(choice)
 }
 
 pub fn run(args: SampleArgs) -> Result<()> {
@@ -155,10 +194,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if !ckpt.exists() {
         bail!("{} does not exist.\n{WEIGHTS_HELP}", ckpt.display());
     }
-    let ckpt = match dit::train::checkpoint::resolve(ckpt) {
-        Ok(file) if ckpt.is_dir() && ckpt.join("checkpoints").is_dir() => file,
-        _ => ckpt.clone(),
-    };
+    let ckpt = checkpoint_file(ckpt);
     let compute = args.compute.compute()?;
     let device = compute.device.clone();
     let model = Dit::load_with(&ckpt, &device, &args.checkpoint.load_options())
@@ -177,17 +213,35 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let classes = if args.classes.is_empty() {
         ClassChoice::Uniform { num_classes }
     } else {
-        let names = class_names(&ckpt, num_classes);
+        let names = checkpoint_class_names(&ckpt, num_classes);
         ClassChoice::Cycle(resolve_classes(&args.classes, names.as_ref(), num_classes)?)
     };
     let total = args.num_samples.unwrap_or(match &classes {
         ClassChoice::Cycle(list) => list.len() as u64,
         ClassChoice::Uniform { .. } => 8,
     });
-    let shard = args.shard.unwrap_or(Shard::WHOLE);
+    let comm: Box<dyn Communicator> = match args.distributed {
+        true => dist::from_launcher()?,
+        false => Box::new(SingleProcess),
+    };
+    let leader = comm.rank() == 0;
+    let shard = match args.distributed {
+        true => Shard {
+            index: comm.rank(),
+            count: comm.world_size(),
+        },
+        false => args.shard.unwrap_or(Shard::WHOLE),
+    };
+    let named = match args.objective.given() {
+        true => Some(args.objective.config()?),
+        false => None,
+    };
+    let objective = sampling_objective(&ckpt, &model, named)?;
+    let sampler = sampler(&args, &objective)?;
+    let sampler_name = sampler.name();
     let settings = SampleSettings {
         steps: args.steps.clone(),
-        sampler: sampler(&args),
+        sampler,
         cfg_scale: args.cfg_scale,
         guidance_channels: args.guidance_channels,
         seed: args.seed,
@@ -196,26 +250,34 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let job = SampleJob {
         model: &model,
         vae: vae.as_ref(),
-        diffusion: diffusion_config(&ckpt, &model),
+        objective,
         settings,
         classes,
         indices: shard.range(total),
         batch_size: args.batch_size,
     };
-    let n = job.indices.end - job.indices.start;
-    eprintln!(
-        "sampling images {}..{} of {total} with {} ({} steps, {}, guidance {})",
-        job.indices.start,
-        job.indices.end,
-        model.config().describe(),
-        args.steps,
-        args.sampler,
-        args.cfg_scale
-    );
-    let bar = ProgressBar::new(0);
+    let ranks = match comm.world_size() {
+        1 => String::new(),
+        w => format!(" on {w} ranks (this is rank 0's share)"),
+    };
+    if leader {
+        eprintln!(
+            "sampling images {}..{} of {total} with {} ({} steps, {}, guidance {}){ranks}",
+            job.indices.start,
+            job.indices.end,
+            model.config().describe(),
+            args.steps,
+            sampler_name,
+            args.cfg_scale
+        );
+    }
+    let bar = match leader {
+        true => ProgressBar::new(0),
+        false => ProgressBar::hidden(),
+    };
     bar.set_style(
         ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} model evaluations [{elapsed_precise}<{eta_precise}]",
+            "{bar:40} {pos}/{len} steps [{elapsed_precise}<{eta_precise}]",
         )
         .expect("valid template"),
     );
@@ -224,7 +286,57 @@ pub fn run(args: SampleArgs) -> Result<()> {
         bar.set_position(done as u64);
     });
     bar.finish_and_clear();
-    let images = images?;
+    let images = match (images, comm.world_size()) {
+        (Ok(images), 1) => images,
+        (Err(err), 1) => return Err(err.into()),
+        // The others wait for this rank's images: end them all.
+        (Err(err), _) => comm.abort(&format!("sampling images {:?}: {err}", job.indices)),
+        (Ok(images), _) => {
+            let gathered = dist::or_abort(
+                &*comm,
+                "gathering the images on rank 0",
+                comm.gather_bytes(&images.to_bytes(), 0),
+            );
+            let Some(parts) = gathered else {
+                comm.finish()?;
+                return Ok(());
+            };
+            let parts = parts
+                .iter()
+                .map(|bytes| SampledImages::from_bytes(bytes))
+                .collect::<dit::Result<Vec<_>>>();
+            let joined = parts.and_then(SampledImages::join);
+            dist::or_abort(&*comm, "joining the ranks' images", joined)
+        }
+    };
+    let title = format!(
+        "{} · {} {} steps · guidance {} · seed {}",
+        model.config().describe(),
+        sampler_name,
+        args.steps,
+        args.cfg_scale,
+        args.seed
+    );
+    let names = checkpoint_class_names(&ckpt, model.config().num_classes);
+    match (
+        write_outputs(&args, &images, &title, names.as_ref()),
+        comm.world_size(),
+    ) {
+        (Err(err), w) if w > 1 => comm.abort(&format!("writing the samples: {err}")),
+        (written, _) => written?,
+    }
+    comm.finish()?;
+    Ok(())
+}
+
+/// Writes the grid (or sheet), the PNGs and the npz the arguments ask for.
+fn write_outputs(
+    args: &SampleArgs,
+    images: &SampledImages,
+    title: &str,
+    names: Option<&ClassNames>,
+) -> Result<()> {
+    let n = images.pixels.len() as u64;
 
     let grid = match (&args.output, &args.out_dir, &args.npz) {
         (None, None, None) => Some(PathBuf::from("samples.png")),
@@ -233,21 +345,12 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if let Some(path) = &grid {
         let nrow = args.nrow.unwrap_or((n as f64).sqrt().ceil() as usize);
         if args.sheet {
-            let title = format!(
-                "{} · {} {} steps · guidance {} · seed {}",
-                model.config().describe(),
-                args.sampler,
-                args.steps,
-                args.cfg_scale,
-                args.seed
-            );
             let scale = if images.height.max(images.width) <= 64 {
                 3
             } else {
                 1
             };
-            let names = class_names(&ckpt, model.config().num_classes);
-            images.save_sheet(path, &title, names.as_ref(), nrow, scale)?;
+            images.save_sheet(path, title, names, nrow, scale)?;
         } else {
             images.save_grid(path, nrow)?;
         }

@@ -2,12 +2,16 @@
 //! Fashion-MNIST slice when no data is given.
 
 use super::compute_args::ComputeArgs;
+use super::objective_args::ObjectiveArgs;
 use anyhow::{bail, Result};
 use clap::Args;
 use dit::data::{Dataset, FashionMnist, ImageFolder, LatentCache};
-use dit::diffusion::DiffusionConfig;
+use dit::dist::{self, Communicator, SingleProcess};
 use dit::model::DitConfig;
-use dit::train::{train, LoggedWindow, TrainCheckpoint, TrainConfig, TrainJob, TrainObserver};
+use dit::train::{
+    train_distributed, LoggedWindow, LrSchedule, TrainCheckpoint, TrainConfig, TrainJob,
+    TrainObserver,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -78,6 +82,13 @@ pub struct TrainArgs {
     /// Linear learning-rate warm-up steps.
     #[arg(long, default_value_t = 100)]
     pub warmup_steps: u64,
+    /// After the warm-up: constant (DiT's), or cosine (half a cosine down to
+    /// --lr-floor · lr at the last step).
+    #[arg(long, default_value = "constant", value_parser = ["constant", "cosine"])]
+    pub lr_schedule: String,
+    /// The cosine schedule's last learning rate, as a fraction of --lr.
+    #[arg(long, default_value_t = 0.0)]
+    pub lr_floor: f64,
     /// Clip the global gradient norm.
     #[arg(long)]
     pub grad_clip: Option<f64>,
@@ -105,6 +116,13 @@ pub struct TrainArgs {
     /// Skip unreadable images with a warning instead of stopping.
     #[arg(long)]
     pub skip_bad_images: bool,
+    /// One rank of a multi-process job started by `mpirun -np N` or `srun`
+    /// (needs a build with `--features mpi`): --batch-size is the global
+    /// batch, shared equally by the ranks; rank 0 writes the run folder.
+    #[arg(long)]
+    pub distributed: bool,
+    #[command(flatten)]
+    pub objective: ObjectiveArgs,
     #[command(flatten)]
     pub compute: ComputeArgs,
 }
@@ -138,8 +156,13 @@ impl TrainObserver for TrainBar {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    let comm: Arc<dyn Communicator> = match args.distributed {
+        true => dist::from_launcher()?.into(),
+        false => Arc::new(SingleProcess),
+    };
+    // Rank 0 alone talks; the others' bars and messages would interleave.
+    let leader = comm.rank() == 0;
     let compute = args.compute.compute()?;
-    let device = compute.device.clone();
     let mut latent_scale = None;
     let (dataset, source): (Arc<dyn Dataset>, String) = match (&args.latents, &args.data) {
         (Some(dir), _) => {
@@ -169,12 +192,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
             None => PathBuf::from("runs/fashion-mnist"),
         },
     };
-    let model = match &resume {
-        // A resumed run keeps its model unless the user names one (then it must match).
-        Some(path)
+    let resumed = match &resume {
+        Some(path) => Some(TrainCheckpoint::read_description(path)?),
+        None => None,
+    };
+    // A resumed run keeps its objective and model unless the user names them
+    // (then they must match).
+    let objective = match &resumed {
+        Some((_, objective, _)) if !args.objective.given() => objective.clone(),
+        _ => args.objective.config()?,
+    };
+    let model = match &resumed {
+        Some((model, ..))
             if args.model.is_none() && args.depth.is_none() && args.hidden_size.is_none() =>
         {
-            TrainCheckpoint::load(path, &device)?.model_config
+            model.clone()
         }
         _ => model_config(&args, dataset.as_ref())?,
     };
@@ -190,6 +222,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .unwrap_or(if embedded { EMBEDDED_LR } else { dit.lr }),
         weight_decay: args.weight_decay,
         warmup_steps: args.warmup_steps,
+        lr_schedule: match args.lr_schedule.as_str() {
+            "cosine" => LrSchedule::Cosine {
+                final_fraction: args.lr_floor,
+            },
+            _ => LrSchedule::Constant,
+        },
         grad_clip: args.grad_clip,
         ema_decay: args.ema_decay.unwrap_or(if embedded {
             EMBEDDED_EMA_DECAY
@@ -206,38 +244,50 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let (c, h, w) = dataset.sample_shape();
     let num_classes = dataset.num_classes();
-    println!(
-        "training {} on {source}: {} images, {} classes, {c}×{h}×{w}",
-        model.describe(),
-        dataset.len(),
-        dataset.num_classes()
-    );
-    let (params, _) = dit::model::params::parameter_counts(&model);
-    println!(
-        "{params} parameters; {} steps of batch {} on {}; results in {}{}",
-        args.steps,
-        args.batch_size,
-        compute.describe(),
-        out.display(),
-        resume
-            .as_ref()
-            .map(|p| format!(" (resuming {})", p.display()))
-            .unwrap_or_default()
-    );
-    if latent_scale.is_some() && args.sample_every > 0 {
-        println!("no preview grids for a latent-space run (they need the VAE decoder): sample checkpoints with `dit sample --vae`");
+    let ranks = match comm.world_size() {
+        1 => String::new(),
+        n => format!(" over {n} ranks ({})", comm.description()),
+    };
+    if leader {
+        println!(
+            "training {} on {source}: {} images, {} classes, {c}×{h}×{w}; {}",
+            model.describe().replacen("DiT", objective.family(), 1),
+            dataset.len(),
+            dataset.num_classes(),
+            objective.describe()
+        );
     }
-    let bar = ProgressBar::new(args.steps);
+    let (params, _) = dit::model::params::parameter_counts(&model);
+    if leader {
+        println!(
+            "{params} parameters; {} steps of batch {} on {}{ranks}; results in {}{}",
+            args.steps,
+            args.batch_size,
+            compute.describe(),
+            out.display(),
+            resume
+                .as_ref()
+                .map(|p| format!(" (resuming {})", p.display()))
+                .unwrap_or_default()
+        );
+        if latent_scale.is_some() && args.sample_every > 0 {
+            println!("no preview grids for a latent-space run (they need the VAE decoder): sample checkpoints with `dit sample --vae`");
+        }
+    }
+    let bar = match leader {
+        true => ProgressBar::new(args.steps),
+        false => ProgressBar::hidden(),
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:30} step {pos}/{len} | {msg} | {elapsed_precise} < {eta_precise}",
         )
         .expect("valid template"),
     );
-    let outcome = train(
+    let outcome = train_distributed(
         TrainJob {
             model,
-            diffusion: DiffusionConfig::default(),
+            objective,
             train: train_config,
             dataset,
             data_source: source,
@@ -247,8 +297,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
             skip_bad_images: args.skip_bad_images,
             latent_scale,
         },
+        comm,
         &mut TrainBar(bar),
     )?;
+    if !leader {
+        return Ok(());
+    }
     if outcome.skipped_images > 0 {
         eprintln!(
             "warning: skipped {} unreadable images (--skip-bad-images)",

@@ -9,6 +9,7 @@ use super::latent_cache::{
     shard_path, CacheManifest, FORMAT, LABELS, MANIFEST_FILE, MOMENTS, MOMENTS_FLIPPED,
 };
 use super::{Dataset, ImageFolder};
+use crate::dist::{Communicator, SingleProcess};
 use crate::vae::Vae;
 use crate::{bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -49,6 +50,20 @@ pub fn extract_latents(
     job: &ExtractJob,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ExtractOutcome> {
+    extract_latents_with(vae, job, &SingleProcess, progress)
+}
+
+/// [`extract_latents`] as one rank of `comm`'s job: rank 0 prepares the
+/// folder, then rank r encodes the shards s with s mod world = r (a shared
+/// folder; the files are those one process writes). `progress` counts this
+/// rank's images; the outcome lists this rank's shards, and `complete`
+/// says whether every shard now exists.
+pub fn extract_latents_with(
+    vae: &Vae,
+    job: &ExtractJob,
+    comm: &dyn Communicator,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ExtractOutcome> {
     let config = vae.config();
     if config.shift_factor.is_some_and(|s| s != 0.0) {
         bail!(
@@ -78,9 +93,17 @@ pub fn extract_latents(
         source: job.data.display().to_string(),
         vae: job.vae_source.clone(),
     };
-    prepare_out_dir(job, &manifest)?;
+    let (rank, world) = (comm.rank(), comm.world_size());
+    if rank == 0 {
+        prepare_out_dir(job, &manifest)?;
+    }
+    comm.barrier()?;
 
-    let total = manifest.num_images;
+    let mine = |s: usize| s % world == rank;
+    let total: usize = (0..manifest.num_shards())
+        .filter(|&s| mine(s))
+        .map(|s| manifest.shard_len(s))
+        .sum();
     let mut outcome = ExtractOutcome {
         manifest,
         written: Vec::new(),
@@ -88,7 +111,7 @@ pub fn extract_latents(
         complete: true,
     };
     let mut done = 0;
-    for s in 0..outcome.manifest.num_shards() {
+    for s in (0..outcome.manifest.num_shards()).filter(|&s| mine(s)) {
         let path = shard_path(&job.out, s);
         let n = outcome.manifest.shard_len(s);
         if path.is_file() {
@@ -113,6 +136,11 @@ pub fn extract_latents(
         })?;
         done += n;
         outcome.written.push(s);
+    }
+    if world > 1 {
+        comm.barrier()?;
+        outcome.complete =
+            (0..outcome.manifest.num_shards()).all(|s| shard_path(&job.out, s).is_file());
     }
     Ok(outcome)
 }

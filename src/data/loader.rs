@@ -8,6 +8,7 @@
 //! cannot fill is dropped (DiT's `drop_last=True`) and the next epoch begins.
 
 use super::{DataError, Dataset, EpochOrder};
+use crate::dist::BatchShare;
 use crate::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
@@ -41,6 +42,11 @@ pub struct LoaderConfig {
     /// Leave out images that fail to decode (counted in
     /// [`Loader::skipped_images`]) instead of stopping with an error.
     pub skip_bad_images: bool,
+    /// One process's share of every batch in a multi-process run; `None`
+    /// for the whole batch. The stream of batches (and its [`LoaderState`])
+    /// is the same in every process; each decodes only its slots (all of them
+    /// under `skip_bad_images`, which must know every outcome to fill a batch).
+    pub share: Option<BatchShare>,
 }
 
 impl LoaderConfig {
@@ -53,6 +59,7 @@ impl LoaderConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             prefetch_batches: 2,
             skip_bad_images: false,
+            share: None,
         }
     }
 }
@@ -127,6 +134,15 @@ impl Loader {
                 "the dataset has {len} samples, fewer than one batch of {}",
                 config.batch_size
             );
+        }
+        if let Some(share) = config.share {
+            if share.global != config.batch_size || share.first + share.count > share.global {
+                bail!(
+                    "samples {:?} are not a share of a batch of {}",
+                    share.range(),
+                    config.batch_size
+                );
+            }
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(config.workers.max(1))
@@ -241,6 +257,8 @@ impl Drop for Loader {
 
 enum Outcome {
     Sample(Vec<f32>, u32),
+    /// A readable sample of another process's part, not decoded here.
+    Elsewhere,
     Skipped,
     Failed(DataError),
 }
@@ -253,9 +271,14 @@ struct Producer {
 }
 
 impl Producer {
-    fn decode(&self, order: &EpochOrder, position: usize) -> Outcome {
+    /// Position `position`'s outcome; `mine` is false when it falls in
+    /// another process's part of the batch (known without skipping only).
+    fn decode(&self, order: &EpochOrder, position: usize, mine: bool) -> Outcome {
         let index = order.index(position);
         let skip = self.config.skip_bad_images;
+        if !mine && !skip {
+            return Outcome::Elsewhere;
+        }
         if skip {
             // Known bad: skip without decoding again (same outcome, less work).
             if self
@@ -297,6 +320,7 @@ impl Producer {
         let batch = self.config.batch_size;
         let (c, h, w) = self.dataset.sample_shape();
         let sample_len = c * h * w;
+        let slots = self.config.share.map_or(0..batch, |s| s.range());
         let mut state = start;
         let mut order = EpochOrder::new(len, self.config.seed, state.epoch);
         // Whether this epoch was walked from its start, and its batches so far:
@@ -312,8 +336,10 @@ impl Producer {
                 epoch: state.epoch,
                 state,
             };
-            while host.y.len() < batch {
-                let need = batch - host.y.len();
+            // Batch slots filled so far (this process's and the others').
+            let mut filled = 0;
+            while filled < batch {
+                let need = batch - filled;
                 if state.position + need > len {
                     if whole_epoch && batches_in_epoch == 0 {
                         let skipped = self.skipped.lock().expect("skip log poisoned").len();
@@ -334,19 +360,26 @@ impl Producer {
                     host.indices.clear();
                     host.flipped.clear();
                     host.epoch = state.epoch;
+                    filled = 0;
                     continue;
                 }
                 let positions = state.position..state.position + need;
+                // Without skipping, position p fills slot `filled + (p − start)`.
+                let start = state.position;
                 let outcomes: Vec<Outcome> = self.pool.install(|| {
                     positions
                         .clone()
                         .into_par_iter()
-                        .map(|p| self.decode(&order, p))
+                        .map(|p| self.decode(&order, p, slots.contains(&(filled + p - start))))
                         .collect()
                 });
                 for (p, outcome) in positions.zip(outcomes) {
+                    let slot = filled;
                     match outcome {
+                        Outcome::Elsewhere => filled += 1,
+                        Outcome::Sample(..) if !slots.contains(&slot) => filled += 1,
                         Outcome::Sample(x, y) => {
+                            filled += 1;
                             assert_eq!(x.len(), sample_len, "dataset sample of the wrong size");
                             host.x.extend_from_slice(&x);
                             host.y.push(y);

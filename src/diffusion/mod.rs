@@ -30,5 +30,5 @@ pub use guidance::{ClassifierFreeGuidance, GuidanceChannels};
 pub use loss::LossTerms;
 pub use noise::NoiseSource;
 pub use respace::spaced_timesteps;
-pub use sampler::{DenoiseFn, DpmSolverPP2M, SampleOptions, Sampler};
+pub use sampler::{DenoiseFn, DpmSolverPP2M, SampleOptions, SampleStep, Sampler, StepObserver};
 pub use tables::DiffusionTables;

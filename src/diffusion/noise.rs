@@ -32,6 +32,14 @@ impl NoiseSource {
         Self { streams }
     }
 
+    /// The samples of several sources side by side, in order: one batch
+    /// holding several jobs' samples draws exactly what each job alone would.
+    pub fn concat(parts: impl IntoIterator<Item = NoiseSource>) -> Self {
+        Self {
+            streams: parts.into_iter().flat_map(|p| p.streams).collect(),
+        }
+    }
+
     pub fn batch_size(&self) -> usize {
         self.streams.len()
     }

@@ -74,11 +74,22 @@ impl FeatureExtractor {
         &self,
         set: &ImageSet,
         batch_size: usize,
+        progress: impl FnMut(usize),
+    ) -> Result<Features> {
+        self.extract_range(set, 0..set.len(), batch_size, progress)
+    }
+
+    /// [`FeatureExtractor::extract`] of the images `range` of the set.
+    pub fn extract_range(
+        &self,
+        set: &ImageSet,
+        range: std::ops::Range<usize>,
+        batch_size: usize,
         mut progress: impl FnMut(usize),
     ) -> Result<Features> {
-        let mut data = Vec::with_capacity(set.len() * FEATURE_DIM);
+        let mut data = Vec::with_capacity(range.len() * FEATURE_DIM);
         let mut done = 0;
-        set.for_each_batch(batch_size, |images| {
+        set.for_each_batch_in(range, batch_size, |images| {
             data.extend(self.features(&images)?);
             done += images.len();
             progress(done);
@@ -86,4 +97,31 @@ impl FeatureExtractor {
         })?;
         Features::new(done, FEATURE_DIM, data)
     }
+}
+
+/// Features of a whole image set computed by every rank of `comm` on its
+/// share of the images, gathered in order on rank 0 (`None` elsewhere).
+pub fn extract_shared(
+    extractor: &FeatureExtractor,
+    set: &ImageSet,
+    batch_size: usize,
+    comm: &dyn crate::dist::Communicator,
+    progress: impl FnMut(usize),
+) -> Result<Option<Features>> {
+    let (rank, world) = (comm.rank(), comm.world_size());
+    let at = |r: usize| set.len() * r / world;
+    let mine = extractor.extract_range(set, at(rank)..at(rank + 1), batch_size, progress)?;
+    if world == 1 {
+        return Ok(Some(mine));
+    }
+    let bytes: Vec<u8> = mine.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let Some(parts) = comm.gather_bytes(&bytes, 0)? else {
+        return Ok(None);
+    };
+    let data: Vec<f32> = parts
+        .iter()
+        .flat_map(|p| p.chunks_exact(4))
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect();
+    Features::new(set.len(), FEATURE_DIM, data).map(Some)
 }

@@ -120,12 +120,26 @@ impl ImageSet {
     pub fn for_each_batch(
         &self,
         batch_size: usize,
+        f: impl FnMut(Vec<RgbImage>) -> Result<()>,
+    ) -> Result<()> {
+        self.for_each_batch_in(0..self.len(), batch_size, f)
+    }
+
+    /// [`ImageSet::for_each_batch`] over the images `range` only (one
+    /// process's share of a set).
+    pub fn for_each_batch_in(
+        &self,
+        range: std::ops::Range<usize>,
+        batch_size: usize,
         mut f: impl FnMut(Vec<RgbImage>) -> Result<()>,
     ) -> Result<()> {
         let batch_size = batch_size.max(1);
+        if range.end > self.len() || range.start > range.end {
+            crate::bail!("images {range:?} of a set of {}", self.len());
+        }
         match self {
             ImageSet::Folder { files, .. } => {
-                for chunk in files.chunks(batch_size) {
+                for chunk in files[range].chunks(batch_size) {
                     let images = chunk
                         .iter()
                         .map(|p| RgbImage::open(p))
@@ -143,8 +157,17 @@ impl ImageSet {
                 ..
             } => {
                 let (h, w, c) = (*height, *width, *channels);
+                // Rows stream in order: those outside the range are read and
+                // passed over; the range's images are regrouped into batches.
+                let mut row = 0;
+                let mut pending: Vec<RgbImage> = Vec::new();
                 npz::for_each_row_chunk(path, key, batch_size, |_, bytes| {
-                    let images = bytes
+                    let rows = bytes.len() / (h * w * c);
+                    let first = row;
+                    row += rows;
+                    let skip = range.start.saturating_sub(first).min(rows);
+                    let take = range.end.saturating_sub(first + skip).min(rows - skip);
+                    let images = bytes[skip * h * w * c..(skip + take) * h * w * c]
                         .chunks_exact(h * w * c)
                         .map(|px| {
                             let rgb = if c == 3 {
@@ -155,8 +178,17 @@ impl ImageSet {
                             RgbImage::new(w, h, rgb)
                         })
                         .collect::<Result<Vec<_>>>()?;
-                    f(images)
-                })
+                    pending.extend(images);
+                    while pending.len() >= batch_size {
+                        let rest = pending.split_off(batch_size);
+                        f(std::mem::replace(&mut pending, rest))?;
+                    }
+                    Ok(())
+                })?;
+                if !pending.is_empty() {
+                    f(pending)?;
+                }
+                Ok(())
             }
         }
     }

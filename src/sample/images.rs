@@ -82,10 +82,18 @@ pub fn single(sample: &Tensor) -> Result<image::DynamicImage> {
     })
 }
 
+/// An image as PNG file bytes: what [`save_png`] writes and `dit serve`
+/// sends, so both give the same bytes for the same pixels.
+pub fn png_bytes(img: &image::DynamicImage) -> Result<Vec<u8>> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)?;
+    Ok(out.into_inner())
+}
+
 /// Saves a PNG atomically (never a half-written file at `path`).
 pub fn save_png(path: &Path, img: &image::DynamicImage) -> Result<()> {
+    let bytes = png_bytes(img)?;
     crate::atomic_file::write_atomically(path, |tmp| {
-        img.save_with_format(tmp, image::ImageFormat::Png)
-            .with_context(|| format!("writing {}", path.display()))
+        std::fs::write(tmp, &bytes).with_context(|| format!("writing {}", path.display()))
     })
 }

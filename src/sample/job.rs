@@ -3,8 +3,8 @@
 
 use super::labels::ClassChoice;
 use super::{images, Generator, SampleSettings};
-use crate::diffusion::DiffusionConfig;
 use crate::model::Dit;
+use crate::transport::ObjectiveConfig;
 use crate::vae::Vae;
 use crate::{bail, Result};
 use std::ops::Range;
@@ -13,7 +13,8 @@ pub struct SampleJob<'a> {
     pub model: &'a Dit,
     /// Decodes a latent model's samples; `None` for pixel-space models.
     pub vae: Option<&'a Vae>,
-    pub diffusion: DiffusionConfig,
+    /// What the model was trained with (its sampler family follows).
+    pub objective: ObjectiveConfig,
     pub settings: SampleSettings,
     pub classes: ClassChoice,
     /// Global image indices to produce (a shard of a larger job, or all).
@@ -61,8 +62,8 @@ impl SampleJob<'_> {
         if self.batch_size == 0 {
             bail!("the batch size must be at least 1");
         }
-        let generator = Generator::new(self.model, &self.diffusion, self.settings.clone())?;
-        let total = generator.num_steps() * self.num_batches();
+        let generator = Generator::new(self.model, &self.objective, self.settings.clone())?;
+        let batches = self.num_batches();
         let mut out = SampledImages {
             first_index: self.indices.start,
             labels: Vec::new(),
@@ -76,9 +77,10 @@ impl SampleJob<'_> {
         while start < self.indices.end {
             let end = (start + self.batch_size as u64).min(self.indices.end);
             let labels = self.classes.labels(self.settings.seed, start..end);
-            let done_before = batch * generator.num_steps();
-            let samples = generator.generate(&labels, start, &mut |done, _| {
-                progress(done_before + done, total)
+            // Each batch reports its own progress units; the job's are
+            // batches × those.
+            let samples = generator.generate(&labels, start, &mut |done, total| {
+                progress(batch * total + done, batches * total)
             })?;
             let pixels = match self.vae {
                 Some(vae) => vae.decode(&vae.from_latent(&samples)?)?,

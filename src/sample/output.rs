@@ -81,25 +81,115 @@ impl SampledImages {
         save_png(path, &DynamicImage::ImageRgb8(sheet))
     }
 
+    /// Image `i` of this batch (grayscale stays one channel).
+    pub fn image(&self, i: usize) -> Result<DynamicImage> {
+        let (w, h) = (self.width as u32, self.height as u32);
+        let bytes = self
+            .pixels
+            .get(i)
+            .context("image index out of range")?
+            .clone();
+        Ok(if self.channels == 1 {
+            DynamicImage::ImageLuma8(GrayImage::from_raw(w, h, bytes).context("image size")?)
+        } else {
+            DynamicImage::ImageRgb8(RgbImage::from_raw(w, h, bytes).context("image size")?)
+        })
+    }
+
     /// `dir/<global index, 6 digits>.png`, so shards never collide. Returns the paths.
     pub fn save_each(&self, dir: &Path) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let (w, h) = (self.width as u32, self.height as u32);
         let mut paths = Vec::with_capacity(self.pixels.len());
-        for (i, bytes) in self.pixels.iter().enumerate() {
-            let image = if self.channels == 1 {
-                DynamicImage::ImageLuma8(
-                    GrayImage::from_raw(w, h, bytes.clone()).context("image size")?,
-                )
-            } else {
-                DynamicImage::ImageRgb8(
-                    RgbImage::from_raw(w, h, bytes.clone()).context("image size")?,
-                )
-            };
+        for i in 0..self.pixels.len() {
             let path = dir.join(format!("{:06}.png", self.first_index + i as u64));
-            save_png(&path, &image)?;
+            save_png(&path, &self.image(i)?)?;
             paths.push(path);
         }
         Ok(paths)
+    }
+}
+
+impl SampledImages {
+    /// The images as bytes, to send to another process
+    /// ([`SampledImages::from_bytes`] reads them back).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for v in [
+            self.first_index,
+            self.channels as u64,
+            self.height as u64,
+            self.width as u64,
+            self.pixels.len() as u64,
+        ] {
+            out.extend(v.to_le_bytes());
+        }
+        for label in &self.labels {
+            out.extend(label.to_le_bytes());
+        }
+        for image in &self.pixels {
+            out.extend(image);
+        }
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let word = |i: usize| -> Result<u64> {
+            let at = bytes
+                .get(8 * i..8 * i + 8)
+                .context("truncated image batch")?;
+            Ok(u64::from_le_bytes(at.try_into().expect("8 bytes")))
+        };
+        let (first_index, channels, height, width, count) = (
+            word(0)?,
+            word(1)? as usize,
+            word(2)? as usize,
+            word(3)? as usize,
+            word(4)? as usize,
+        );
+        let image = channels * height * width;
+        let (labels, pixels) = bytes[40..]
+            .split_at_checked(4 * count)
+            .context("truncated image batch")?;
+        if pixels.len() != count * image {
+            crate::bail!(
+                "an image batch of {count} images of {image} bytes holds {} bytes",
+                pixels.len()
+            );
+        }
+        Ok(Self {
+            first_index,
+            labels: labels
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect(),
+            channels,
+            height,
+            width,
+            pixels: pixels.chunks(image.max(1)).map(<[u8]>::to_vec).collect(),
+        })
+    }
+
+    /// Consecutive shards of one job joined, in order: image k of the
+    /// result is the job's image `first_index + k`.
+    pub fn join(parts: Vec<SampledImages>) -> Result<Self> {
+        let mut parts = parts.into_iter().filter(|p| !p.pixels.is_empty());
+        let Some(mut joined) = parts.next() else {
+            crate::bail!("no images to join");
+        };
+        for part in parts {
+            let next = joined.first_index + joined.pixels.len() as u64;
+            if part.first_index != next
+                || (part.channels, part.height, part.width)
+                    != (joined.channels, joined.height, joined.width)
+            {
+                crate::bail!(
+                    "shards do not follow each other: images from {} after {next}",
+                    part.first_index
+                );
+            }
+            joined.labels.extend(part.labels);
+            joined.pixels.extend(part.pixels);
+        }
+        Ok(joined)
     }
 }

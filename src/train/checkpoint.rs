@@ -8,9 +8,9 @@
 
 use super::config::TrainConfig;
 use crate::data::LoaderState;
-use crate::diffusion::DiffusionConfig;
 use crate::formats::safetensors_file;
 use crate::model::DitConfig;
+use crate::transport::ObjectiveConfig;
 use crate::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,10 @@ use crate::model::checkpoint::{CONFIG_KEY, EMA_PREFIX, MODEL_PREFIX, TRAINING_FO
 
 const OPTIMIZER_PREFIX: &str = "adamw.";
 const STATE_KEY: &str = "train_state";
+/// DDPM checkpoints record their diffusion here (as they always have).
 const DIFFUSION_KEY: &str = "diffusion_config";
+/// Every checkpoint records its objective here (`{"kind": "ddpm"|"sit", …}`).
+const OBJECTIVE_KEY: &str = "objective";
 
 /// What the data was, so a resume can check it is given the same data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,7 +46,7 @@ pub struct TrainState {
 
 pub struct TrainCheckpoint {
     pub model_config: DitConfig,
-    pub diffusion: DiffusionConfig,
+    pub objective: ObjectiveConfig,
     pub state: TrainState,
     pub params: HashMap<String, Tensor>,
     pub ema: HashMap<String, Tensor>,
@@ -62,25 +65,30 @@ impl TrainCheckpoint {
                 tensors.insert(format!("{prefix}{name}"), t.clone());
             }
         }
-        let metadata = HashMap::from([
+        let mut metadata = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
             (
                 CONFIG_KEY.to_string(),
                 serde_json::to_string(&self.model_config)?,
             ),
-            (
-                DIFFUSION_KEY.to_string(),
-                serde_json::to_string(&self.diffusion)?,
-            ),
             (STATE_KEY.to_string(), serde_json::to_string(&self.state)?),
         ]);
+        match &self.objective {
+            // The layout every earlier `dit` wrote and reads.
+            ObjectiveConfig::Ddpm(diffusion) => {
+                metadata.insert(DIFFUSION_KEY.to_string(), serde_json::to_string(diffusion)?)
+            }
+            sit => metadata.insert(OBJECTIVE_KEY.to_string(), serde_json::to_string(sit)?),
+        };
         crate::atomic_file::write_atomically(path, |tmp| {
             safetensors_file::write(tmp, &tensors, metadata)
         })
         .with_context(|| format!("saving checkpoint {}", path.display()))
     }
 
-    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+    /// The model, the objective and the run state a checkpoint records,
+    /// read from its header alone.
+    pub fn read_description(path: &Path) -> Result<(DitConfig, ObjectiveConfig, TrainState)> {
         let header = safetensors_file::read_header(path)?;
         let meta = |key: &str| -> Result<&String> {
             header.metadata.get(key).with_context(|| {
@@ -94,8 +102,20 @@ impl TrainCheckpoint {
             bail!("{} is not a `dit train` checkpoint", path.display());
         }
         let model_config = serde_json::from_str(meta(CONFIG_KEY)?)?;
-        let diffusion = serde_json::from_str(meta(DIFFUSION_KEY)?)?;
+        let objective = stored_objective_in(&header.metadata)
+            .transpose()?
+            .with_context(|| {
+                format!(
+                    "{} records neither a diffusion nor an objective",
+                    path.display()
+                )
+            })?;
         let state = serde_json::from_str(meta(STATE_KEY)?)?;
+        Ok((model_config, objective, state))
+    }
+
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let (model_config, objective, state) = Self::read_description(path)?;
         let mut params = HashMap::new();
         let mut ema = HashMap::new();
         let mut optimizer = HashMap::new();
@@ -113,7 +133,7 @@ impl TrainCheckpoint {
         }
         Ok(Self {
             model_config,
-            diffusion,
+            objective,
             state,
             params,
             ema,
@@ -122,10 +142,23 @@ impl TrainCheckpoint {
     }
 }
 
-/// Reads the diffusion configuration stored in a checkpoint, if any.
-pub fn stored_diffusion_config(path: &Path) -> Option<DiffusionConfig> {
+/// The objective a checkpoint records, if any (`None` for files that are not
+/// `dit train` checkpoints, or not safetensors at all).
+pub fn stored_objective(path: &Path) -> Option<ObjectiveConfig> {
     let header = safetensors_file::read_header(path).ok()?;
-    serde_json::from_str(header.metadata.get(DIFFUSION_KEY)?).ok()
+    stored_objective_in(&header.metadata)?.ok()
+}
+
+fn stored_objective_in(metadata: &HashMap<String, String>) -> Option<Result<ObjectiveConfig>> {
+    if let Some(json) = metadata.get(OBJECTIVE_KEY) {
+        return Some(serde_json::from_str(json).map_err(Into::into));
+    }
+    let diffusion = metadata.get(DIFFUSION_KEY)?;
+    Some(
+        serde_json::from_str(diffusion)
+            .map(ObjectiveConfig::Ddpm)
+            .map_err(Into::into),
+    )
 }
 
 /// Reads the class names stored in a checkpoint, if any.

@@ -10,7 +10,7 @@ pub mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use checkpoint::{DataSpec, TrainCheckpoint, TrainState};
-pub use config::TrainConfig;
+pub use config::{LrSchedule, TrainConfig};
 pub use ema::Ema;
 pub use records::{LoggedWindow, Quiet, StepFigures, TrainObserver};
-pub use trainer::{train, StepOutcome, TrainJob, TrainOutcome, TrainRun};
+pub use trainer::{train, train_distributed, StepOutcome, TrainJob, TrainOutcome, TrainRun};

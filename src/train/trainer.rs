@@ -14,11 +14,12 @@ use super::records::{Records, StepFigures, TrainObserver};
 use super::step_noise;
 use crate::compute::Compute;
 use crate::data::{Dataset, Loader, LoaderConfig, LoaderState};
-use crate::diffusion::{DiffusionConfig, GaussianDiffusion};
+use crate::dist::{BatchShare, BucketedAllReduce, Communicator, Reduction, SingleProcess};
 use crate::model::params::initial_tensors;
 use crate::model::{Dit, DitConfig};
 use crate::sample::sheet::{contact_sheet, SheetRow};
-use crate::sample::{images, Generator, SampleSettings};
+use crate::sample::{images, Generator, SampleSettings, SamplerChoice};
+use crate::transport::{Objective, ObjectiveConfig, OdeConfig, OdeMethod, SamplerConfig};
 use crate::{bail, Context, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
@@ -33,7 +34,8 @@ pub const PREVIEW_PER_CLASS: usize = 8;
 /// Everything a run needs.
 pub struct TrainJob {
     pub model: DitConfig,
-    pub diffusion: DiffusionConfig,
+    /// DDPM's diffusion (DiT) or SiT's transport.
+    pub objective: ObjectiveConfig,
     pub train: TrainConfig,
     pub dataset: Arc<dyn Dataset>,
     /// Where the data came from (recorded; a resume must match it).
@@ -73,39 +75,99 @@ pub fn train(job: TrainJob, observer: &mut dyn TrainObserver) -> Result<TrainOut
     TrainRun::setup(job)?.run(observer)
 }
 
+/// [`train`] as one rank of a multi-process job (every rank calls it with
+/// the same job): each rank computes its share of every batch, gradients
+/// are averaged over the ranks, and rank 0 alone writes checkpoints,
+/// records and previews (and reports to `observer`).
+/// An error on any rank ends the whole job, naming the rank and what it was
+/// doing (the last checkpoint, written atomically, stays whole): the other
+/// ranks would otherwise wait for it in a collective.
+pub fn train_distributed(
+    job: TrainJob,
+    comm: Arc<dyn Communicator>,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainOutcome> {
+    let outcome = TrainRun::setup_with(job, comm.clone()).and_then(|run| run.run(observer));
+    match outcome {
+        Err(err) if comm.world_size() > 1 => comm.abort(&err.to_string()),
+        outcome => outcome,
+    }
+}
+
 /// A run in progress: the model's parameters, optimiser, EMA, data stream
 /// and records, at a step.
 pub struct TrainRun {
     job: TrainJob,
+    /// The other processes of the job (a [`SingleProcess`] when alone).
+    comm: Arc<dyn Communicator>,
+    /// This process's samples of every batch.
+    share: BatchShare,
     data: DataSpec,
-    diffusion: GaussianDiffusion,
+    objective: Objective,
     /// Trainable parameters in a fixed (sorted) order.
     params: Vec<(String, Var)>,
     model: Dit,
     optimizer: AdamW,
     ema: Ema,
     loader: Loader,
-    records: Records,
+    /// Rank 0's metrics and loss plot (other ranks keep none).
+    records: Option<Records>,
     /// Steps completed.
     step: u64,
     last_checkpoint: Option<PathBuf>,
 }
 
 impl TrainRun {
+    /// One step, then (rank 0) its records, and the preview and checkpoint
+    /// due at it.
+    fn step_and_record(&mut self, observer: &mut dyn TrainObserver) -> Result<StepOutcome> {
+        let outcome = self.step()?;
+        let done = outcome.step;
+        if let Some(records) = self.records.as_mut() {
+            let logged = records.step(done, outcome.figures)?;
+            observer.step(done, logged.as_ref());
+        }
+        let t = &self.job.train;
+        let last = done == t.steps;
+        if self.previews_enabled() && (done % t.sample_every == 0 || last) {
+            if let Some(path) = self.write_preview()? {
+                observer.note(&format!("samples: {}", path.display()));
+            }
+        }
+        if done % t.checkpoint_every.max(1) == 0 || last {
+            self.save_checkpoint()?;
+            if self.records.is_some() {
+                observer.note(&format!("checkpoint at step {done}"));
+            }
+        }
+        Ok(outcome)
+    }
+
     /// Checks the job, then builds the model (fresh from the seed, or from
     /// `job.resume` with its optimiser, EMA and data position).
     pub fn setup(job: TrainJob) -> Result<Self> {
+        Self::setup_with(job, Arc::new(SingleProcess))
+    }
+
+    /// [`TrainRun::setup`] as one rank of `comm`'s job: refuses a job that
+    /// differs between ranks, and starts every rank from rank 0's weights.
+    pub fn setup_with(job: TrainJob, comm: Arc<dyn Communicator>) -> Result<Self> {
+        let share = BatchShare::of(comm.rank(), comm.world_size(), job.train.batch_size)?;
+        let leader = comm.rank() == 0;
         let data = DataSpec {
             source: job.data_source.clone(),
             sample_shape: job.dataset.sample_shape(),
             class_names: job.dataset.class_names().to_vec(),
         };
         check_model_fits_data(&job.model, &data, job.latent_scale.is_some())?;
-        if job.diffusion.learn_sigma() != job.model.learn_sigma {
+        let device = &job.compute.device;
+        let objective = Objective::new(&job.objective)?.to_device(device)?;
+        if objective
+            .requires_learn_sigma()
+            .is_some_and(|learned| learned != job.model.learn_sigma)
+        {
             bail!("the model's learn_sigma and the diffusion's variance type disagree");
         }
-        let device = &job.compute.device;
-        let diffusion = GaussianDiffusion::new(&job.diffusion)?.to_device(device)?;
         let master = job.compute.master_dtype();
 
         let (tensors, resumed) = match &job.resume {
@@ -116,20 +178,34 @@ impl TrainRun {
                 (params, Some(ckpt))
             }
             None => {
-                refuse_existing_run(&job.out_dir)?;
+                if leader {
+                    refuse_existing_run(&job.out_dir)?;
+                }
                 let mut t = initial_tensors(&job.model, job.train.seed, device, master)?;
                 t.remove("pos_embed");
                 (t, None)
             }
         };
-        std::fs::create_dir_all(job.out_dir.join("checkpoints"))
-            .with_context(|| format!("creating {}", job.out_dir.display()))?;
+        if comm.world_size() > 1 {
+            check_ranks_agree(&*comm, &job, &data, resumed.as_ref().map(|c| c.state.step))?;
+        }
+        if leader {
+            std::fs::create_dir_all(job.out_dir.join("checkpoints"))
+                .with_context(|| format!("creating {}", job.out_dir.display()))?;
+        }
 
         let mut names: Vec<&String> = tensors.keys().collect();
         names.sort();
         let params: Vec<(String, Var)> = names
             .into_iter()
-            .map(|n| Ok((n.clone(), Var::from_tensor(&tensors[n].to_dtype(master)?)?)))
+            .map(|n| {
+                let mut t = tensors[n].to_dtype(master)?;
+                if comm.world_size() > 1 {
+                    // Every rank starts from rank 0's weights.
+                    t = comm.broadcast_tensor(&t, 0)?;
+                }
+                Ok((n.clone(), Var::from_tensor(&t)?))
+            })
             .collect::<Result<_>>()?;
         let model_tensors: HashMap<String, Tensor> = params
             .iter()
@@ -166,16 +242,22 @@ impl TrainRun {
             LoaderConfig {
                 flip: t.flip,
                 skip_bad_images: job.skip_bad_images,
+                share: Some(share),
                 ..LoaderConfig::new(t.batch_size, t.seed)
             },
             loader_state,
             device,
         )?;
-        let records = Records::open(&job.out_dir, t.steps)?;
+        let records = match leader {
+            true => Some(Records::open(&job.out_dir, t.steps)?),
+            false => None,
+        };
         Ok(Self {
+            comm,
+            share,
             last_checkpoint: job.resume.clone(),
             data,
-            diffusion,
+            objective,
             params,
             model,
             optimizer,
@@ -200,39 +282,62 @@ impl TrainRun {
         let step = self.step;
         let device = &self.job.compute.device;
         let batch = self.loader.next_batch()?;
+        let share = self.share;
         let x0 = match self.job.latent_scale {
-            Some(scale) => step_noise::latent_sample(t.seed, step, &batch.x, scale)?,
+            Some(scale) => step_noise::latent_sample(t.seed, step, &batch.x, share, scale)?,
             None => batch.x,
         };
-        let draws = step_noise::draw(
-            t.seed,
-            step,
-            &batch.labels,
-            x0.dims(),
-            self.job.diffusion.num_timesteps,
-            step_noise::LabelDropout {
-                null_class: self.job.model.null_class(),
-                prob: self.job.model.class_dropout_prob,
-            },
-            x0.dtype(),
-            device,
-        )?;
+        let dropout = step_noise::LabelDropout {
+            null_class: self.job.model.null_class(),
+            prob: self.job.model.class_dropout_prob,
+        };
+        // Labels after dropout, the objective's times and its noise.
+        let (y, times, noise) = match &self.objective {
+            Objective::Ddpm(diffusion) => {
+                let draws = step_noise::draw(
+                    t.seed,
+                    step,
+                    &batch.labels,
+                    share,
+                    x0.dims(),
+                    diffusion.num_timesteps(),
+                    dropout,
+                    x0.dtype(),
+                    device,
+                )?;
+                (draws.y, draws.t, draws.noise)
+            }
+            Objective::Sit(transport) => {
+                let y = step_noise::labels_after_dropout(
+                    t.seed,
+                    step,
+                    &batch.labels,
+                    share,
+                    dropout,
+                    device,
+                )?;
+                let draws = transport.draw_share(t.seed, step, share, x0.dims(), device)?;
+                (y, draws.t, draws.noise)
+            }
+        };
         let model = &self.model;
-        let terms = self.diffusion.training_losses(
-            |x_t, t| model.forward(x_t, t, &draws.y),
-            &x0,
-            &draws.t,
-            &draws.noise,
-        )?;
+        let terms = self
+            .objective
+            .loss(|x_t, t| model.forward(x_t, t, &y), &x0, &times, &noise)?;
         let loss = terms.loss.mean_all()?;
         // The step's scalars in one read from the device.
         let mut scalars = vec![loss.clone(), terms.mse.mean_all()?];
         if let Some(vb) = &terms.vb {
             scalars.push(vb.mean_all()?);
         }
-        let scalars = Tensor::stack(&scalars, 0)?
+        let mut scalars = Tensor::stack(&scalars, 0)?
             .to_dtype(DType::F32)?
             .to_vec1::<f32>()?;
+        let world = self.comm.world_size();
+        if world > 1 {
+            // Every rank's mean over an equal share: their mean is the batch's.
+            self.comm.all_reduce_mean(&mut scalars)?;
+        }
         let loss_value = scalars[0] as f64;
         if !loss_value.is_finite() {
             let kept = self
@@ -248,6 +353,9 @@ impl TrainRun {
             );
         }
         let mut grads = loss.backward()?;
+        if world > 1 {
+            average_grads(&*self.comm, &mut grads, &self.params)?;
+        }
         let grad_norm = global_norm(&grads, &self.params)?;
         if let Some(max) = t.grad_clip.filter(|max| grad_norm > *max) {
             scale_grads(&mut grads, &self.params, max / grad_norm)?;
@@ -272,12 +380,17 @@ impl TrainRun {
     }
 
     /// Writes a checkpoint of the current step (atomically) and redraws the
-    /// records; returns its path.
+    /// records; returns its path. In a multi-process job rank 0 alone writes
+    /// (every rank holds the same weights); the others return the path.
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
         let path = checkpoint_path(&self.job.out_dir, self.step);
+        let Some(records) = self.records.as_mut() else {
+            self.last_checkpoint = Some(path.clone());
+            return Ok(path);
+        };
         TrainCheckpoint {
             model_config: self.job.model.clone(),
-            diffusion: self.job.diffusion.clone(),
+            objective: self.job.objective.clone(),
             state: TrainState {
                 step: self.step,
                 loader: self.loader.state(),
@@ -293,7 +406,7 @@ impl TrainRun {
             optimizer: self.optimizer.state()?,
         }
         .save(&path)?;
-        self.records.checkpoint()?;
+        records.checkpoint()?;
         self.last_checkpoint = Some(path.clone());
         Ok(path)
     }
@@ -309,7 +422,7 @@ impl TrainRun {
     /// in the title; `samples/step-N.png` and `samples/latest.png`. `None`
     /// for latent-space runs.
     pub fn write_preview(&self) -> Result<Option<PathBuf>> {
-        if self.job.latent_scale.is_some() {
+        if self.job.latent_scale.is_some() || self.records.is_none() {
             return Ok(None);
         }
         let job = &self.job;
@@ -334,9 +447,20 @@ impl TrainRun {
         } else {
             1.0
         };
+        let sampler = match &job.objective {
+            ObjectiveConfig::Ddpm(_) => {
+                SamplerChoice::Diffusion(crate::diffusion::Sampler::DpmSolverPP2M)
+            }
+            // Heun on as many grid points as DPM-Solver++ takes steps.
+            ObjectiveConfig::Sit(_) => SamplerChoice::Transport(SamplerConfig::Ode(OdeConfig {
+                method: OdeMethod::Heun,
+                num_steps: job.train.sample_steps.parse().unwrap_or(20),
+                ..OdeConfig::default()
+            })),
+        };
         let settings = SampleSettings {
             steps: job.train.sample_steps.clone(),
-            sampler: crate::diffusion::Sampler::DpmSolverPP2M,
+            sampler,
             cfg_scale,
             seed: job.train.seed,
             // Pixel space: keep x̂0 in the data range, as ADM's pixel samplers do;
@@ -344,7 +468,8 @@ impl TrainRun {
             clip_denoised: true,
             ..Default::default()
         };
-        let generator = Generator::new(&model, &job.diffusion, settings)?;
+        let sampler_name = settings.sampler.name();
+        let generator = Generator::new(&model, &job.objective, settings)?;
         let samples = generator.generate(&labels, 0, &mut |_, _| {})?;
         let (_, c, h, w) = samples.dims4()?;
         let pixels = images::to_u8(&samples)?;
@@ -362,7 +487,7 @@ impl TrainRun {
             })
             .collect();
         let title = format!(
-            "step {} · EMA weights · DPM-Solver++, {} steps · guidance {cfg_scale}",
+            "step {} · EMA weights · {sampler_name}, {} steps · guidance {cfg_scale}",
             self.step, job.train.sample_steps
         );
         let scale = if h.max(w) <= 64 { 3 } else { 1 };
@@ -383,28 +508,23 @@ impl TrainRun {
         let first = self.step;
         let tail_from = first + (total - first.min(total)) * 9 / 10;
         let mut tail_losses = Vec::new();
-        observer.start(first, total);
+        let leader = self.records.is_some();
+        if leader {
+            observer.start(first, total);
+        }
         while self.step < total {
-            let outcome = self.step()?;
-            let done = outcome.step;
-            if done > tail_from {
+            let step = self.step + 1;
+            let outcome = self
+                .step_and_record(observer)
+                .with_context(|| format!("step {step}"))?;
+            if outcome.step > tail_from {
                 tail_losses.push(outcome.figures.loss);
             }
-            let logged = self.records.step(done, outcome.figures)?;
-            observer.step(done, logged.as_ref());
-            let t = &self.job.train;
-            let last = done == total;
-            if self.previews_enabled() && (done % t.sample_every == 0 || last) {
-                if let Some(path) = self.write_preview()? {
-                    observer.note(&format!("samples: {}", path.display()));
-                }
-            }
-            if done % t.checkpoint_every.max(1) == 0 || last {
-                self.save_checkpoint()?;
-                observer.note(&format!("checkpoint at step {done}"));
-            }
         }
-        observer.finish();
+        if leader {
+            observer.finish();
+        }
+        self.comm.finish()?;
         let last_checkpoint = self
             .last_checkpoint
             .clone()
@@ -469,8 +589,8 @@ fn check_resume(
             data.sample_shape
         );
     }
-    if ckpt.diffusion != job.diffusion {
-        bail!("cannot resume from {p}: its diffusion settings differ from this run's");
+    if ckpt.objective != job.objective {
+        bail!("cannot resume from {p}: its objective (diffusion or transport settings) differs from this run's");
     }
     let (old, new) = (&ckpt.state.train, &job.train);
     if old.batch_size != new.batch_size || old.seed != new.seed || old.flip != new.flip {
@@ -496,6 +616,72 @@ fn refuse_existing_run(out: &Path) -> Result<()> {
             out.display(),
             out.display()
         );
+    }
+    Ok(())
+}
+
+/// Refuses a job whose ranks were started differently (other data, model,
+/// objective, seed, settings or resume point): each rank's description is
+/// compared with rank 0's there, and every rank gets the verdict.
+fn check_ranks_agree(
+    comm: &dyn Communicator,
+    job: &TrainJob,
+    data: &DataSpec,
+    resume_step: Option<u64>,
+) -> Result<()> {
+    let description = serde_json::to_vec(&serde_json::json!({
+        "model": job.model,
+        "objective": job.objective,
+        "train": job.train,
+        "data": data,
+        "samples": job.dataset.len(),
+        "latent_scale": job.latent_scale,
+        "resume_step": resume_step,
+    }))?;
+    let mut verdict = match comm.gather_bytes(&description, 0)? {
+        Some(all) => all
+            .iter()
+            .enumerate()
+            .find(|(_, d)| **d != description)
+            .map(|(rank, theirs)| {
+                format!(
+                    "rank {rank} was started with another configuration than rank 0 \
+                     (every rank needs the same data, model, objective, seed and settings): \
+                     rank 0 has {}, rank {rank} has {}",
+                    String::from_utf8_lossy(&description),
+                    String::from_utf8_lossy(theirs)
+                )
+            })
+            .unwrap_or_default()
+            .into_bytes(),
+        None => Vec::new(),
+    };
+    comm.broadcast_bytes(&mut verdict, 0)?;
+    if !verdict.is_empty() {
+        bail!("{}", String::from_utf8_lossy(&verdict));
+    }
+    Ok(())
+}
+
+/// Replaces every gradient with its mean over the ranks (bucketed
+/// all-reduces), so that every rank applies the same update.
+fn average_grads(
+    comm: &dyn Communicator,
+    grads: &mut GradStore,
+    params: &[(String, Var)],
+) -> Result<()> {
+    let present: Vec<&Var> = params
+        .iter()
+        .map(|(_, v)| v)
+        .filter(|v| grads.get(v.as_tensor()).is_some())
+        .collect();
+    let mut tensors: Vec<Tensor> = present
+        .iter()
+        .map(|v| grads.get(v.as_tensor()).expect("present").contiguous())
+        .collect::<std::result::Result<_, _>>()?;
+    BucketedAllReduce::default().run(comm, &mut tensors, Reduction::Mean)?;
+    for (v, g) in present.into_iter().zip(tensors) {
+        grads.insert(v.as_tensor(), g);
     }
     Ok(())
 }

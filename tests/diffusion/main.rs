@@ -7,3 +7,4 @@ mod support;
 mod api;
 mod fixtures;
 mod oracle;
+mod transport;

@@ -7,7 +7,7 @@
 
 use crate::support::eval as eval_support;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use dit::eval::InceptionV3;
 use std::time::Instant;
 
@@ -51,7 +51,7 @@ fn inception_images_per_second() {
     let batch = env_usize("EVAL_BENCH_BATCH", 16);
     let batches = env_usize("EVAL_BENCH_BATCHES", 4);
     let net = InceptionV3::load(&pt, &Device::Cpu).unwrap();
-    let x = Tensor::rand(-1f32, 0.99f32, (batch, 3, 299, 299), &Device::Cpu).unwrap();
+    let x = crate::support::random::uniform(0, &[batch, 3, 299, 299], -1.0, 0.99, DType::F32);
     assert_eq!(x.dtype(), DType::F32);
     net.forward(&x).unwrap(); // warm-up
     let (start, cpu_start) = (Instant::now(), cpu_seconds());

@@ -13,16 +13,10 @@ fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
 
 /// (output rel-L2, gradient rel-L2) of fused vs reference.
 fn compare(n: usize, t: usize, heads: usize, hd: usize, dtype: DType) -> (f64, f64) {
-    let dev = Device::Cpu;
     let d = heads * hd;
     // Scores of a few units so the softmax is far from uniform.
-    let qkv = (Tensor::randn(0f32, 1.5, (n, t, 3 * d), &dev).unwrap())
-        .to_dtype(dtype)
-        .unwrap();
-    let r = Tensor::randn(0f32, 1.0, (n, t, d), &dev)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap();
+    let qkv = crate::support::random::normal(1, &[n, t, 3 * d], 0.0, 1.5, dtype);
+    let r = crate::support::random::normal(2, &[n, t, d], 0.0, 1.0, dtype);
     let run = |f: &dyn Fn(&Tensor) -> Tensor| {
         let v = Var::from_tensor(&qkv).unwrap();
         let out = f(v.as_tensor());

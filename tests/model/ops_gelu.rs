@@ -27,14 +27,11 @@ fn compare(dtype: DType, len: usize) -> (f64, f64) {
         .unwrap();
     // Evenly from −12 to 12, plus a random part so values are not on a grid.
     let x = ((x * (24.0 / len as f64)).unwrap() - 12.0).unwrap();
-    let x = (x + Tensor::rand(0f64, 0.01, len, &dev).unwrap())
+    let x = (x + crate::support::random::uniform(1, &[len], 0.0, 0.01, DType::F64))
         .unwrap()
         .to_dtype(dtype)
         .unwrap();
-    let r = Tensor::randn(0f64, 1.0, len, &dev)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap();
+    let r = crate::support::random::normal(2, &[len], 0.0, 1.0, dtype);
     let run = |f: &dyn Fn(&Tensor) -> Tensor| {
         let v = Var::from_tensor(&x).unwrap();
         let y = f(v.as_tensor());

@@ -4,16 +4,9 @@ use crate::support::model as common;
 
 use std::process::Command;
 
+/// `dit` run in the test's working directory: (success, stdout, stderr).
 fn dit(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dit"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    dit_in(std::path::Path::new("."), args)
 }
 
 #[test]
@@ -137,7 +130,7 @@ fn train_reports_bad_images_and_bad_folders() {
     assert!(!ok && stderr.contains("empty"), "{stderr}");
 }
 
-/// `dit` run in `cwd`.
+/// `dit` run in `cwd`: (success, stdout, stderr).
 fn dit_in(cwd: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_dit"))
         .current_dir(cwd)
@@ -151,8 +144,9 @@ fn dit_in(cwd: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// A tiny model on the embedded data, 4 images a step.
-const TINY_EMBEDDED: [&str; 12] = [
+/// `dit train`'s flags for a tiny model (the embedded data's 32×32 in
+/// sixteen 8×8 patches), without previews.
+pub const TINY_MODEL: [&str; 10] = [
     "--depth",
     "1",
     "--hidden-size",
@@ -161,11 +155,30 @@ const TINY_EMBEDDED: [&str; 12] = [
     "2",
     "--patch-size",
     "8",
-    "--batch-size",
-    "4",
     "--sample-every",
     "0",
 ];
+
+/// [`TINY_MODEL`] with 4 images a step.
+const TINY_EMBEDDED: [&str; 12] = concat_flags(TINY_MODEL, ["--batch-size", "4"]);
+
+/// `a` then `b`, as one array of flags.
+pub const fn concat_flags<const A: usize, const B: usize, const C: usize>(
+    a: [&'static str; A],
+    b: [&'static str; B],
+) -> [&'static str; C] {
+    let mut out = [""; C];
+    let mut i = 0;
+    while i < A {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < C {
+        out[i] = b[i - A];
+        i += 1;
+    }
+    out
+}
 
 #[test]
 fn a_resumed_run_continues_in_its_own_folder() {
@@ -249,4 +262,98 @@ fn the_same_seed_gives_the_same_checkpoint_bytes() {
         bytes[0] == bytes[1],
         "two runs with seed 0 wrote different checkpoints"
     );
+}
+
+#[test]
+fn an_official_sit_checkpoint_is_told_and_sampled() {
+    // scripts/sit_fixtures.py: the release's state-dict layout, random weights.
+    let pt = common::fixture("tiny_sit.pt");
+    let pt = pt.to_str().unwrap();
+    let (ok, stdout, stderr) = dit(&["info", pt, "--num-heads", "2", "--objective", "sit"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("model:        custom SiT"), "{stdout}");
+    assert!(
+        stdout.contains("objective:    SiT transport (linear path, velocity prediction"),
+        "{stdout}"
+    );
+    // Its tensors alone look like a DiT's.
+    let (ok, stdout, _) = dit(&["info", pt, "--num-heads", "2"]);
+    assert!(ok && stdout.contains("custom DiT"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let vae = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vae/tiny");
+    let npz = dir.path().join("sit.npz");
+    let sample = |extra: &[&str]| {
+        let mut args = vec![
+            "sample",
+            "--ckpt",
+            pt,
+            "--num-heads",
+            "2",
+            "--vae",
+            vae.to_str().unwrap(),
+            "--class",
+            "3,7",
+            "--cfg-scale",
+            "1.5",
+            "--npz",
+            npz.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        dit(&args)
+    };
+    let (ok, _, stderr) = sample(&[
+        "--objective",
+        "sit",
+        "--sampler",
+        "ode-heun",
+        "--steps",
+        "4",
+    ]);
+    assert!(ok, "{stderr}");
+    let images = dit::formats::npz::read(&npz, "arr_0").unwrap();
+    assert_eq!(images.shape(), [2, 16, 16, 3]);
+    // A DDPM sampler on a SiT model, and a SiT sampler on a DiT, are refused.
+    let (ok, _, stderr) = sample(&["--objective", "sit", "--sampler", "ddpm"]);
+    assert!(
+        !ok && stderr.contains("SiT's transport objective"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = sample(&["--sampler", "ode-heun", "--steps", "4"]);
+    assert!(!ok && stderr.contains("DDPM's diffusion"), "{stderr}");
+}
+
+#[test]
+fn a_sit_run_trains_previews_and_samples_with_its_own_sampler() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("sit");
+    let run_s = run.to_str().unwrap();
+    let mut args = vec![
+        "train",
+        "--objective",
+        "sit",
+        "--steps",
+        "2",
+        "--out",
+        run_s,
+    ];
+    args.extend(&TINY_MODEL[..8]);
+    args.extend(["--batch-size", "4", "--sample-every", "2"]);
+    let (ok, stdout, stderr) = dit(&args);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("training custom SiT"), "{stdout}");
+    assert!(run.join("samples/latest.png").is_file());
+    // Sampled without naming a sampler: the checkpoint says SiT, so ode-dopri5.
+    let grid = dir.path().join("grid.png");
+    let (ok, _, stderr) = dit(&[
+        "sample",
+        "--ckpt",
+        run_s,
+        "--class",
+        "Sneaker",
+        "-o",
+        grid.to_str().unwrap(),
+    ]);
+    assert!(ok && stderr.contains("ode-dopri5"), "{stderr}");
+    assert!(grid.is_file());
 }

@@ -6,9 +6,11 @@ mod support;
 
 mod adamw;
 mod cli;
+mod dist;
 mod extract_latents;
 mod extract_train_sample;
 mod sample_class_names;
 mod sample_npz;
 mod sample_shards;
+mod serve;
 mod train_loop;

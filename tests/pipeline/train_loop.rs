@@ -3,9 +3,9 @@
 use candle_core::{DType, Device};
 use dit::compute::{Compute, Precision};
 use dit::data::{DataError, Dataset, FashionMnist};
-use dit::diffusion::DiffusionConfig;
 use dit::model::{Dit, DitConfig};
 use dit::train::{TrainCheckpoint, TrainConfig, TrainJob, TrainOutcome};
+use dit::transport::{ObjectiveConfig, TransportConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -53,7 +53,7 @@ fn job_in(
 ) -> TrainJob {
     TrainJob {
         model: tiny_model(),
-        diffusion: DiffusionConfig::default(),
+        objective: Default::default(),
         train: config(steps),
         dataset,
         data_source: "fashion-mnist (embedded)".into(),
@@ -111,24 +111,25 @@ fn bits(ckpt: &TrainCheckpoint) -> Vec<(String, Vec<u32>)> {
     out
 }
 
-#[test]
-fn resume_is_bit_identical_to_an_uninterrupted_run() {
-    resume_is_bit_identical_in(Precision::F32);
-}
-
-#[test]
-fn bf16_resume_is_bit_identical_to_an_uninterrupted_run() {
-    resume_is_bit_identical_in(Precision::Bf16);
-}
-
-fn resume_is_bit_identical_in(precision: Precision) {
+/// 20 steps straight, against 10 steps, a resume and 10 more, with
+/// `objective` and the products in `precision`.
+fn check_resume_is_bit_identical(objective: ObjectiveConfig, precision: Precision) {
     let dir = tempfile::tempdir().unwrap();
     let straight = dir.path().join("straight");
     let split = dir.path().join("split");
-    let run = |out: &Path, steps, resume| train(job_in(precision, fashion(), out, steps, resume));
-    let full = run(&straight, 20, None).unwrap();
-    let half = run(&split, 10, None).unwrap();
-    let resumed = run(&split, 20, Some(half.last_checkpoint)).unwrap();
+    let with = |out: &Path, steps, resume| TrainJob {
+        objective: objective.clone(),
+        ..job_in(precision, fashion(), out, steps, resume)
+    };
+    let full = train(with(&straight, 20, None)).unwrap();
+    let half = train(with(&split, 10, None)).unwrap();
+    let resumed = train(with(&split, 20, Some(half.last_checkpoint))).unwrap();
+    assert_eq!(
+        TrainCheckpoint::read_description(&resumed.last_checkpoint)
+            .unwrap()
+            .1,
+        objective
+    );
 
     let a = TrainCheckpoint::load(&full.last_checkpoint, &Device::Cpu).unwrap();
     let b = TrainCheckpoint::load(&resumed.last_checkpoint, &Device::Cpu).unwrap();
@@ -148,6 +149,24 @@ fn resume_is_bit_identical_in(precision: Precision) {
     )
     .unwrap();
     assert_ne!(bits(&first), a);
+}
+
+#[test]
+fn resume_is_bit_identical_to_an_uninterrupted_run() {
+    check_resume_is_bit_identical(ObjectiveConfig::default(), Precision::F32);
+}
+
+#[test]
+fn bf16_resume_is_bit_identical_to_an_uninterrupted_run() {
+    check_resume_is_bit_identical(ObjectiveConfig::default(), Precision::Bf16);
+}
+
+#[test]
+fn sit_training_resumes_bit_identically() {
+    check_resume_is_bit_identical(
+        ObjectiveConfig::Sit(TransportConfig::default()),
+        Precision::F32,
+    );
 }
 
 #[test]

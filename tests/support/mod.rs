@@ -5,3 +5,4 @@
 pub mod compare;
 pub mod eval;
 pub mod model;
+pub mod random;

@@ -84,6 +84,23 @@ impl GaussianDiffusion {
         noise: &mut NoiseSource,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Tensor> {
+        self.sample_observed(model, x_t, options, noise, &mut |step| {
+            progress(step.done, step.total);
+            Ok(())
+        })
+    }
+
+    /// As [`GaussianDiffusion::sample_from`], showing `observer` every step
+    /// (with x̂0 on demand, for previews). An error from the observer stops
+    /// the loop and is returned: the way to abandon a sampling job.
+    pub fn sample_observed(
+        &self,
+        model: &mut DenoiseFn<'_>,
+        x_t: Tensor,
+        options: &SampleOptions,
+        noise: &mut NoiseSource,
+        observer: &mut StepObserver<'_>,
+    ) -> Result<Tensor> {
         let total = self.num_timesteps();
         let clip = options.clip_denoised;
         let mut solver = DpmSolverPP2M::default();
@@ -98,7 +115,7 @@ impl GaussianDiffusion {
                     Ok(None)
                 }
             };
-            x = match options.sampler {
+            let next = match options.sampler {
                 Sampler::Ddpm => {
                     let z = step_noise(noise, &x)?;
                     self.ddpm_step(&output, &x, k, clip, z.as_ref())?
@@ -115,8 +132,44 @@ impl GaussianDiffusion {
                 }
                 Sampler::DpmSolverPP2M => solver.step(self, &output, &x, k, clip)?,
             };
-            progress(done + 1, total);
+            observer(&SampleStep {
+                done: done + 1,
+                total,
+                diffusion: self,
+                x: &x,
+                output: &output,
+                k,
+                clip,
+            })?;
+            x = next;
         }
         Ok(x)
+    }
+}
+
+/// Sees each step of a sampling loop; returning an error stops the loop.
+pub type StepObserver<'a> = dyn FnMut(&SampleStep<'_>) -> Result<()> + 'a;
+
+/// One finished step of a sampling loop: model evaluation `done` of `total`.
+pub struct SampleStep<'a> {
+    pub done: usize,
+    pub total: usize,
+    diffusion: &'a GaussianDiffusion,
+    /// The input of this step (x_k).
+    x: &'a Tensor,
+    output: &'a Tensor,
+    k: usize,
+    clip: bool,
+}
+
+impl SampleStep<'_> {
+    /// The x̂0 this step moved towards (clipped as the sampler clipped it).
+    /// Computed on demand: one elementwise pass, no model evaluation.
+    pub fn pred_x0(&self) -> Result<Tensor> {
+        let t = self.diffusion.uniform_timesteps(self.k, self.x)?;
+        Ok(self
+            .diffusion
+            .p_mean_variance(self.output, self.x, &t, self.clip)?
+            .pred_x0)
     }
 }
