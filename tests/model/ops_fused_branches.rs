@@ -3,17 +3,14 @@
 
 use crate::support::compare::within;
 use crate::support::model as common;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use dit::compute::Precision::{self, Bf16, F32};
 use dit::ops::{
     linear_gelu_in, linear_gelu_reference_in, qkv_attention_in, qkv_attention_reference_in,
 };
 
-fn randn(shape: &[usize], std: f64, dtype: DType) -> Tensor {
-    Tensor::randn(0f64, std, shape, &Device::Cpu)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap()
+fn randn(seed: u64, shape: &[usize], std: f64, dtype: DType) -> Tensor {
+    crate::support::random::normal(seed, shape, 0.0, std, dtype)
 }
 
 /// Worst rel-L2 (output and gradients) of the fused op in `precision`
@@ -26,11 +23,11 @@ fn qkv_attention_error(
 ) -> f64 {
     let d = heads * hd;
     let inputs = [
-        randn(&[n, t, d], 1.0, dtype),
-        randn(&[3 * d, d], 1.5 / (d as f64).sqrt(), dtype),
-        randn(&[3 * d], 0.1, dtype),
+        randn(1, &[n, t, d], 1.0, dtype),
+        randn(2, &[3 * d, d], 1.5 / (d as f64).sqrt(), dtype),
+        randn(3, &[3 * d], 0.1, dtype),
     ];
-    let r = randn(&[n, t, d], 1.0, dtype);
+    let r = randn(4, &[n, t, d], 1.0, dtype);
     common::worst_rel_l2_with_grads(
         &inputs,
         &r,
@@ -46,11 +43,11 @@ fn linear_gelu_error(
     reference: Precision,
 ) -> f64 {
     let inputs = [
-        randn(&[2, rows, k], 1.0, dtype),
-        randn(&[n, k], 1.0 / (k as f64).sqrt(), dtype),
-        randn(&[n], 0.1, dtype),
+        randn(11, &[2, rows, k], 1.0, dtype),
+        randn(12, &[n, k], 1.0 / (k as f64).sqrt(), dtype),
+        randn(13, &[n], 0.1, dtype),
     ];
-    let r = randn(&[2, rows, n], 1.0, dtype);
+    let r = randn(14, &[2, rows, n], 1.0, dtype);
     common::worst_rel_l2_with_grads(
         &inputs,
         &r,
@@ -103,9 +100,9 @@ fn bf16_matches_the_f32_composition_within_bf16_rounding() {
 
 #[test]
 fn shapes_that_do_not_fit_are_refused() {
-    let x = randn(&[2, 3, 8], 1.0, DType::F32);
-    let w = randn(&[24, 8], 1.0, DType::F32);
-    let b = randn(&[24], 1.0, DType::F32);
+    let x = randn(21, &[2, 3, 8], 1.0, DType::F32);
+    let w = randn(22, &[24, 8], 1.0, DType::F32);
+    let b = randn(23, &[24], 1.0, DType::F32);
     let err = qkv_attention_in(F32, &x, &w, &b, 3)
         .unwrap_err()
         .to_string();
