@@ -83,8 +83,15 @@ fn attention_bf16_matches_the_compositions_with_gradients() {
             "attention ({n}, {t}, {heads}x{hd}): forward vs rounded composition {rounded:.2e}, \
              values and gradients vs f32 {exact:.2e}"
         );
+        // The op and the composition round the same f32 probabilities to
+        // bf16, but those differ in their last f32 bits (other summation
+        // order and exp), so now and then one probability rounds to the
+        // neighbouring bf16 value (2^-8 of it). Over 40 random draws per
+        // shape and each kernel the rel-L2 had median ~1e-7 and maximum
+        // 2.4e-4 (measured on this branch's AMX, AVX512-BF16 and convert
+        // kernels); the bar stays below one bf16 rounding (2^-9 ≈ 2e-3).
         assert!(
-            within(rounded, 1e-5),
+            within(rounded, 4e-4),
             "vs the bf16 composition: {rounded:e}"
         );
         assert!(within(exact, 2e-2), "vs the f32 composition: {exact:e}");
