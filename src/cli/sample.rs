@@ -217,6 +217,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let vae = match &args.vae {
         Some(path) => Some(
             Vae::load(path, &device)
+                .and_then(|vae| vae.with_precision(compute.precision))
                 .with_context(|| format!("loading the VAE {}", path.display()))?,
         ),
         None => None,

@@ -51,6 +51,7 @@ impl ServedModel {
         let vae = match vae {
             Some(path) => Some(
                 Vae::load(path, &compute.device)
+                    .and_then(|vae| vae.with_precision(compute.precision))
                     .with_context(|| format!("loading the VAE {}", path.display()))?,
             ),
             None => None,
