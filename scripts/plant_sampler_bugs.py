@@ -6,9 +6,10 @@ pass on the untouched code.
     python3 scripts/plant_sampler_bugs.py            # all mutants
     python3 scripts/plant_sampler_bugs.py sde-euler-drift-sign
 
-Each mutant is built in a copy of the working tree with the checkout's own
-target folder (CARGO_TARGET_DIR, default target/: its built dependencies serve;
-only the crate is rebuilt per mutant) and runs
+Each mutant is built in a copy of the working tree, in a target folder of its
+own (MUTANTS_TARGET_DIR, default .cache/target-mutants: the first run builds
+the dependencies there, later mutants rebuild only the crate; never the
+checkout's target/, whose `dit` binary the mutants would replace) and runs
 `cargo test --test diffusion transport::`. Prints, per mutant, whether the
 tests failed and which; exits non-zero if any mutant survives or the
 control fails. Not part of scripts/test.sh (one build per mutant).
@@ -67,7 +68,7 @@ def copy_tree(dst):
 
 
 def run_tests(tree):
-    env = dict(os.environ, CARGO_TARGET_DIR=os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")))
+    env = dict(os.environ, CARGO_TARGET_DIR=os.environ.get("MUTANTS_TARGET_DIR", os.path.join(ROOT, ".cache/target-mutants")))
     start = time.time()
     out = subprocess.run(["cargo", "test", "--test", "diffusion", "transport::"],
                          cwd=tree, env=env, capture_output=True, text=True)
