@@ -196,6 +196,20 @@ pub fn tensor_from_storage(s: CpuStorage, shape: Shape) -> Result<candle_core::T
     }
 }
 
+/// A fused op's second stage: `forward` on the CPU storage of `intermediate`,
+/// a tensor the op computed itself (and keeps for its backward).
+pub fn cpu_forward_on<R>(
+    intermediate: &candle_core::Tensor,
+    op: &str,
+    forward: impl FnOnce(&CpuStorage, &candle_core::Layout) -> Result<R>,
+) -> Result<R> {
+    let (storage, layout) = intermediate.storage_and_layout();
+    let candle_core::Storage::Cpu(storage) = &*storage else {
+        candle_core::bail!("{op}: the intermediate left the CPU");
+    };
+    forward(storage, layout)
+}
+
 /// Wraps a finished buffer as candle storage.
 pub fn storage<T: Float>(v: Vec<T>) -> CpuStorage {
     T::to_cpu_storage_owned(v)

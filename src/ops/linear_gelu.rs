@@ -4,7 +4,7 @@
 //! zero-filled gradient buffer and an add in candle's backward, and this
 //! one is the widest tensor of a block (`N·T·4D`).
 
-use super::float::tensor_from_storage;
+use super::float::{cpu_forward_on, tensor_from_storage};
 use super::gelu::{gelu_gradient, gelu_tanh_reference, Gelu};
 use super::linear::{linear_gradients, linear_reference_in, Linear};
 use super::route::{route_for_in, Kernels, Route};
@@ -74,13 +74,7 @@ impl CustomOp3 for LinearGelu {
     ) -> Result<(CpuStorage, Shape)> {
         let (h, shape) = Linear::new(self.precision).cpu_fwd(x, lx, w, lw, b, lb)?;
         let h = tensor_from_storage(h, shape)?;
-        let out = {
-            let (storage, layout) = h.storage_and_layout();
-            let candle_core::Storage::Cpu(storage) = &*storage else {
-                candle_core::bail!("linear-gelu: the pre-activation left the CPU");
-            };
-            Gelu.cpu_fwd(storage, layout)?
-        };
+        let out = cpu_forward_on(&h, "linear-gelu", |s, l| Gelu.cpu_fwd(s, l))?;
         *self.pre_activation.lock().unwrap() = Some(h);
         Ok(out)
     }

@@ -4,7 +4,7 @@
 //! a zero-filled gradient buffer and an add in candle's backward.
 
 use super::attention::{attention_reference_in, FlashAttention};
-use super::float::tensor_from_storage;
+use super::float::{cpu_forward_on, tensor_from_storage};
 use super::linear::{linear_gradients, linear_reference_in, Linear};
 use super::route::{route_for_in, Kernels, Route};
 use crate::compute::Precision;
@@ -80,13 +80,7 @@ impl CustomOp3 for QkvAttention {
     ) -> Result<(CpuStorage, Shape)> {
         let (qkv, shape) = Linear::new(self.precision).cpu_fwd(x, lx, w, lw, b, lb)?;
         let qkv = tensor_from_storage(qkv, shape)?;
-        let out = {
-            let (storage, layout) = qkv.storage_and_layout();
-            let candle_core::Storage::Cpu(storage) = &*storage else {
-                candle_core::bail!("qkv attention: the projection left the CPU");
-            };
-            self.attention.cpu_fwd(storage, layout)?
-        };
+        let out = cpu_forward_on(&qkv, "qkv attention", |s, l| self.attention.cpu_fwd(s, l))?;
         *self.qkv.lock().unwrap() = Some(qkv);
         Ok(out)
     }
