@@ -33,14 +33,21 @@ impl DefaultSampling {
                 sampler: "ode-dopri5",
                 steps: crate::transport::OdeConfig::default().num_steps,
             },
-            (ObjectiveConfig::Ddpm(_), false) => Self {
-                sampler: "dpm++",
-                steps: PIXEL_SPACE_STEPS,
-            },
-            (ObjectiveConfig::Sit(_), false) => Self {
-                sampler: "ode-heun",
-                steps: PIXEL_SPACE_STEPS,
-            },
+            (_, false) => Self::fast(objective),
+        }
+    }
+
+    /// The family's fast sampler, DPM-Solver++(2M) or Heun's ODE, at
+    /// [`PIXEL_SPACE_STEPS`]: pixel-space models' default, and every model's
+    /// where a person waits for the image (`dit serve`).
+    pub fn fast(objective: &ObjectiveConfig) -> Self {
+        let sampler = match objective {
+            ObjectiveConfig::Ddpm(_) => "dpm++",
+            ObjectiveConfig::Sit(_) => "ode-heun",
+        };
+        Self {
+            sampler,
+            steps: PIXEL_SPACE_STEPS,
         }
     }
 }
