@@ -39,6 +39,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=["f32", "bf16"], default="f32",
+                    help="bf16: torch.autocast('cpu', torch.bfloat16) around the forward and "
+                         "loss, f32 master weights and fused AdamW, as a PyTorch user runs it")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -60,13 +63,18 @@ def main():
             optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0, foreach=True)
             opt_kind = "foreach"
 
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16")
+
     def step():
         if optimizer is None:
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 model(x, t.float(), y)
         else:
             optimizer.zero_grad(set_to_none=True)
-            diffusion.loss(model, x, t, y, noise).backward()
+            with autocast():
+                loss = diffusion.loss(model, x, t, y, noise)
+            loss.backward()
             optimizer.step()
 
     for _ in range(a.warmup):
@@ -77,7 +85,7 @@ def main():
         start = time.perf_counter()
         step()
         times.append((time.perf_counter() - start) * 1e3)
-    rec = dict(side="pytorch", model=a.model, batch=n, mode=a.mode,
+    rec = dict(side="pytorch", model=a.model, batch=n, mode=a.mode, precision=a.precision,
                median_ms=round(sorted(times)[len(times) // 2], 1),
                cpu_ms=round((time.process_time() - cpu0) * 1e3 / a.iters, 1),
                times_ms=[round(x, 1) for x in times],

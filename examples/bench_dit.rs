@@ -2,10 +2,11 @@
 //! `bench/compare.py`: median wall time of a sampling forward or a full
 //! training step (forward, diffusion loss, backward, AdamW), then peak RSS.
 //!
-//! cargo run --release --example bench_dit -- --model DiT-S/2 --batch 8 --mode train
+//! cargo run --release --example bench_dit -- --model DiT-S/2 --batch 8 --mode train [--precision bf16]
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};
+use dit::compute::Precision;
 use dit::diffusion::{DiffusionConfig, GaussianDiffusion};
 use dit::model::{Dit, DitConfig};
 use dit::train::{AdamW, AdamWConfig};
@@ -21,6 +22,7 @@ struct Args {
     train: bool,
     warmup: usize,
     iters: usize,
+    precision: Precision,
 }
 
 fn parse_args() -> Result<Args> {
@@ -30,6 +32,7 @@ fn parse_args() -> Result<Args> {
         train: false,
         warmup: 2,
         iters: 5,
+        precision: Precision::F32,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,6 +49,7 @@ fn parse_args() -> Result<Args> {
             }
             "--warmup" => a.warmup = value.parse()?,
             "--iters" => a.iters = value.parse()?,
+            "--precision" => a.precision = value.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -116,7 +120,7 @@ fn main() -> Result<()> {
             tensors.insert(spec.name, t);
         }
     }
-    let model = Dit::from_tensors(cfg.clone(), &tensors)?;
+    let model = Dit::from_tensors(cfg.clone(), &tensors)?.with_precision(args.precision);
     let x = Tensor::randn(0f32, 1.0, (n, 4, 32, 32), &dev)?;
     let noise = Tensor::randn(0f32, 1.0, (n, 4, 32, 32), &dev)?;
     let t_idx: Vec<u32> = (0..n).map(|i| ((i * 997 + 13) % 1000) as u32).collect();
@@ -155,10 +159,12 @@ fn main() -> Result<()> {
     }
     let cpu_per_step = (cpu_ms()? - cpu_start) / args.iters as f64;
     println!(
-        "{{\"side\": \"dit\", \"model\": \"{}\", \"batch\": {}, \"mode\": \"{}\", \"median_ms\": {:.1}, \"cpu_ms\": {:.1}, \"times_ms\": {:?}, \"peak_rss_mib\": {:.0}}}",
+        "{{\"side\": \"dit\", \"model\": \"{}\", \"batch\": {}, \"mode\": \"{}\", \"precision\": \"{}\", \"bf16_kernel\": \"{}\", \"median_ms\": {:.1}, \"cpu_ms\": {:.1}, \"times_ms\": {:?}, \"peak_rss_mib\": {:.0}}}",
         args.model,
         n,
         if args.train { "train" } else { "forward" },
+        args.precision,
+        dit::ops::bf16::kernel().name(),
         median(times.clone()),
         cpu_per_step,
         times.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>(),

@@ -10,6 +10,11 @@ formulas. Seeds cannot be shared across frameworks, so the two runs see
 different batches, timesteps and noise; the comparison is statistical.
 
     cargo build --release && python3 scripts/train_dynamics.py [--steps 2000 --seeds 0,1]
+    python3 scripts/train_dynamics.py --steps 2000 --seeds 0,1 --precisions f32,bf16
+
+With --precisions f32,bf16 each side also trains in bf16 (PyTorch under
+torch.autocast("cpu", torch.bfloat16), dit with --precision bf16), and the
+bf16 tails are compared with the f32 ones.
 """
 import argparse
 import gzip
@@ -91,7 +96,7 @@ def load_dit_checkpoint(path, cfg):
     return model
 
 
-def train_torch(args, cfg, x, labels):
+def train_torch(args, cfg, x, labels, precision):
     torch.manual_seed(args.seed)
     model = RefDiT(cfg)
     paper_init(model)
@@ -111,7 +116,8 @@ def train_torch(args, cfg, x, labels):
         t = torch.randint(0, 1000, (len(idx),))
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / args.warmup) if args.warmup else args.lr
-        loss = diffusion.loss(model, xb, t, yb, torch.randn_like(xb))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = diffusion.loss(model, xb, t, yb, torch.randn_like(xb))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
@@ -128,11 +134,12 @@ def tail_stats(losses):
     return float(tail.mean()), float(tail.std(ddof=1) / math.sqrt(len(tail))) if len(tail) > 1 else 0.0
 
 
-def train_dit(args, seed, out):
+def train_dit(args, seed, out, precision):
     cmd = [args.dit, "train", "--depth", "2", "--hidden-size", "128", "--num-heads", "2", "--patch-size", "4",
            "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
            "--warmup-steps", str(args.warmup), "--grad-clip", str(args.grad_clip), "--seed", str(seed),
-           "--sample-every", "0", "--checkpoint-every", str(args.steps), "--out", out]
+           "--sample-every", "0", "--checkpoint-every", str(args.steps), "--out", out,
+           "--precision", precision]
     result = subprocess.run(cmd, capture_output=True, text=True, check=True)
     ckpt = re.search(r"checkpoint (\S+\.safetensors)", result.stdout).group(1)
     # metrics.jsonl holds the mean loss of each block of 10 steps (at these
@@ -155,7 +162,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--grad-clip", type=float, default=1.0)
     ap.add_argument("--seeds", default="0", help="comma-separated; each side trains once per seed")
-    ap.add_argument("--dit", default=os.path.join(ROOT, "target", "release", "dit"))
+    ap.add_argument("--dit", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
+                                                  "release", "dit"))
+    ap.add_argument("--precisions", default="f32", help="comma-separated: f32, bf16")
     args = ap.parse_args()
     torch.set_num_threads(2)
     cfg = dict(input_size=32, patch_size=4, in_channels=1, hidden_size=128, depth=2, num_heads=2,
@@ -167,35 +176,46 @@ def main():
     print(f"config: depth 2, hidden 128, 2 heads, patch 4 on 1x32x32 Fashion-MNIST; {args.steps} steps, "
           f"batch {args.batch_size}, lr {args.lr}, warm-up {args.warmup}, grad clip {args.grad_clip}; "
           f"tail = last {tail} steps; 2 threads each", flush=True)
-    rows = {"PyTorch": [], "dit": []}
+    precisions = args.precisions.split(",")
+    sides = [(who, p) for p in precisions for who in ("PyTorch", "dit")]
+    rows = {side: [] for side in sides}
     for seed in seeds:
         args.seed = seed
-        start = time.time()
-        losses, model = train_torch(args, cfg, x, labels)
-        rows["PyTorch"].append((seed, *tail_stats(losses), fixed_eval_loss(model, diffusion, x, labels),
-                                time.time() - start))
-        with tempfile.TemporaryDirectory() as out:
+        for who, precision in sides:
             start = time.time()
-            losses, ckpt = train_dit(args, seed, os.path.join(out, "run"))
-            elapsed = time.time() - start
-            model = load_dit_checkpoint(ckpt, cfg)
-        rows["dit"].append((seed, *tail_stats(losses), fixed_eval_loss(model, diffusion, x, labels), elapsed))
-        for side in rows:
-            s, mean, se, ev, secs = rows[side][-1]
-            print(f"  seed {s} {side:8} tail {mean:.4f} ± {se:.4f} (SE), fixed-batch eval {ev:.4f}, {secs:.0f} s",
-                  flush=True)
+            if who == "PyTorch":
+                losses, model = train_torch(args, cfg, x, labels, precision)
+            else:
+                with tempfile.TemporaryDirectory() as out:
+                    losses, ckpt = train_dit(args, seed, os.path.join(out, "run"), precision)
+                    model = load_dit_checkpoint(ckpt, cfg)
+            rows[(who, precision)].append((seed, *tail_stats(losses),
+                                           fixed_eval_loss(model, diffusion, x, labels), time.time() - start))
+            s, mean, se, ev, secs = rows[(who, precision)][-1]
+            print(f"  seed {s} {who:8} {precision:5} tail {mean:.4f} ± {se:.4f} (SE), "
+                  f"fixed-batch eval {ev:.4f}, {secs:.0f} s", flush=True)
     summary = {}
     for side, r in rows.items():
         means = np.array([row[1] for row in r])
         ses = np.array([row[2] for row in r])
         summary[side] = (means.mean(), math.sqrt((ses ** 2).sum()) / len(r), np.mean([row[3] for row in r]))
-    (tm, tse, tev), (dm, dse, dev) = summary["PyTorch"], summary["dit"]
-    diff = (dm - tm) / tm * 100
-    diff_se = math.sqrt(tse ** 2 + dse ** 2) / tm * 100
-    print(f"mean over {len(seeds)} seed(s): PyTorch tail {tm:.4f} ± {tse:.4f}, dit tail {dm:.4f} ± {dse:.4f}")
-    print(f"relative difference (training-loss tail): {diff:+.1f}% ± {diff_se:.1f}% (SE)")
-    print(f"fixed evaluation batch (1024 images, t on an even grid, same noise), PyTorch loss function: "
-          f"PyTorch-trained {tev:.4f}, dit-trained {dev:.4f}, relative difference {(dev - tev) / tev * 100:+.1f}%")
+
+    def compare(a, b):
+        (am, ase, aev), (bm, bse, bev) = summary[a], summary[b]
+        diff = (bm - am) / am * 100
+        diff_se = math.sqrt(ase ** 2 + bse ** 2) / am * 100
+        name = lambda side: f"{side[0]} {side[1]}"  # noqa: E731
+        print(f"{name(b)} vs {name(a)}: tail {bm:.4f} ± {bse:.4f} vs {am:.4f} ± {ase:.4f}, "
+              f"relative difference {diff:+.1f}% ± {diff_se:.1f}% (SE); fixed evaluation batch "
+              f"{bev:.4f} vs {aev:.4f} ({(bev - aev) / aev * 100:+.1f}%)")
+
+    print(f"mean over {len(seeds)} seed(s); fixed evaluation batch: 1024 images, t on an even grid, "
+          f"same noise, PyTorch loss function")
+    for p in precisions:
+        compare(("PyTorch", p), ("dit", p))
+    for who in ("dit", "PyTorch"):
+        for p in precisions[1:]:
+            compare((who, precisions[0]), (who, p))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,7 @@
 //!
 //! Master weights, optimiser and EMA moments are always f32
 //! ([`Compute::master_dtype`]); the diffusion arithmetic is f32/f64; only the
-//! network's activations follow the [`Precision`] ([`Compute::activation_dtype`]),
-//! with casts at the model boundary.
+//! network's matrix products follow the [`Precision`].
 
 use crate::{bail, Result};
 use candle_core::{DType, Device};
@@ -14,26 +13,37 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// The arithmetic of the network's activations.
+/// The arithmetic of the network's matrix products.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// Full f32, as the official PyTorch code computes.
+    /// Full f32, as the official PyTorch code computes (and the tensors'
+    /// own precision for f64 tensors: the gradient checks).
     #[default]
     F32,
+    /// Mixed precision as PyTorch's bf16 autocast on the CPU: the inputs of
+    /// every matrix product (linear layers, attention's two products, the
+    /// convolutions) are rounded to bf16 and the products accumulate in f32;
+    /// LayerNorm statistics, softmax, GELU, the adaLN modulation and the
+    /// residual stream stay f32 arithmetic. Activations are stored in f32
+    /// (see [`Precision::activation_dtype`]).
+    Bf16,
 }
 
 impl Precision {
-    /// The dtype activations and matrix products run in.
+    /// The dtype activations are stored in: f32 for both precisions. bf16
+    /// rounds the operands of the matrix products inside their kernels
+    /// instead of storing bf16 tensors, because every gradient candle's
+    /// autograd accumulates costs a zero-fill and an add in the tensor's
+    /// dtype, which candle's CPU backend runs element by element for bf16.
     pub fn activation_dtype(self) -> DType {
-        match self {
-            Precision::F32 => DType::F32,
-        }
+        DType::F32
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
         }
     }
 }
@@ -50,10 +60,11 @@ impl FromStr for Precision {
     fn from_str(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "f32" | "fp32" | "float32" => Ok(Precision::F32),
-            "bf16" | "f16" | "fp16" => {
-                bail!("precision '{s}' is not available in this version of dit; use f32")
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            "f16" | "fp16" | "float16" => {
+                bail!("precision '{s}' is not available in this version of dit; use f32 or bf16")
             }
-            _ => bail!("unknown precision '{s}': use f32"),
+            _ => bail!("unknown precision '{s}': use f32 or bf16"),
         }
     }
 }
@@ -163,7 +174,8 @@ mod tests {
     #[test]
     fn precisions_parse_or_say_why() {
         assert_eq!("f32".parse::<Precision>().unwrap(), Precision::F32);
-        assert!("bf16"
+        assert_eq!("BF16".parse::<Precision>().unwrap(), Precision::Bf16);
+        assert!("f16"
             .parse::<Precision>()
             .unwrap_err()
             .to_string()

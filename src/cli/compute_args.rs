@@ -10,7 +10,9 @@ pub struct ComputeArgs {
     /// with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Arithmetic of the network's activations. Weights, optimiser state and
+    /// Arithmetic of the matrix products: f32, or bf16 (the DiT's linear
+    /// maps and attention, and the VAE's 3×3 convolutions, take bf16 inputs
+    /// and accumulate in f32). Weights, optimiser state, norms, softmax and
     /// the diffusion's arithmetic stay in f32.
     #[arg(long, default_value = "f32")]
     pub precision: String,

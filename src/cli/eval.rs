@@ -170,7 +170,16 @@ fn load_extractor(net: &NetworkArgs) -> Result<FeatureExtractor> {
             ),
         },
     };
-    let device = net.compute.compute()?.device;
+    let compute = net.compute.compute()?;
+    if compute.precision != dit::compute::Precision::F32 {
+        // FID compares with reference statistics computed in f32; bf16
+        // features would shift it by more than the differences it measures.
+        bail!(
+            "dit eval computes Inception features in f32 only (--precision {} is for train, sample and extract)",
+            compute.precision
+        );
+    }
+    let device = compute.device;
     let model = InceptionV3::load(&path, &device)
         .with_context(|| format!("loading Inception weights from {}", path.display()))?;
     Ok(FeatureExtractor::new(model, net.preprocess))

@@ -56,6 +56,7 @@ pub fn run(args: ExtractArgs) -> Result<()> {
     let leader = comm.rank() == 0;
     let compute = args.compute.compute()?;
     let vae = Vae::load(&args.vae, &compute.device)
+        .and_then(|vae| vae.with_precision(compute.precision))
         .with_context(|| format!("loading the VAE {}", args.vae.display()))?;
     let job = ExtractJob {
         data: args.data.clone(),

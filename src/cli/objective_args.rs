@@ -11,7 +11,9 @@ use dit::transport::{ObjectiveConfig, TransportConfig};
 pub struct ObjectiveArgs {
     /// ddpm: DiT's Gaussian diffusion (ε-prediction with learned σ); sit:
     /// SiT's stochastic interpolants (flow matching, velocity target by
-    /// default) on the same transformer.
+    /// default) on the same transformer. [default: dit train: sit for the
+    /// embedded data, ddpm for --data/--latents; dit sample: what the
+    /// checkpoint records, else ddpm]
     #[arg(long, value_parser = ["ddpm", "sit"])]
     pub objective: Option<String>,
     /// SiT path: linear (α = t, σ = 1 − t), gvp (α = sin(πt/2),
@@ -42,8 +44,14 @@ impl ObjectiveArgs {
 
     /// The objective these options describe (DDPM when none is named).
     pub fn config(&self) -> Result<ObjectiveConfig> {
-        Ok(match self.objective.as_deref() {
-            Some("sit") => {
+        self.config_or("ddpm")
+    }
+
+    /// The objective these options describe, `default` ("ddpm" or "sit")
+    /// when none is named.
+    pub fn config_or(&self, default: &str) -> Result<ObjectiveConfig> {
+        Ok(match self.objective.as_deref().unwrap_or(default) {
+            "sit" => {
                 let config = TransportConfig {
                     interpolant: self.path.parse()?,
                     prediction: self.prediction.parse()?,

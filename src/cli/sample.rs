@@ -11,8 +11,8 @@ use dit::model::Dit;
 use dit::sample::checkpoint_facts::{checkpoint_class_names, checkpoint_file, sampling_objective};
 use dit::sample::job::check_decoder;
 use dit::sample::{
-    generator::DIFFUSION_SAMPLERS, resolve_classes, ClassChoice, ClassNames, SampleJob,
-    SampleSettings, SampledImages, SamplerChoice, Shard,
+    generator::DIFFUSION_SAMPLERS, resolve_classes, ClassChoice, ClassNames, DefaultSampling,
+    SampleJob, SampleSettings, SampledImages, SamplerChoice, Shard,
 };
 use dit::transport::{ObjectiveConfig, OdeConfig, SamplerConfig};
 use dit::vae::Vae;
@@ -37,6 +37,7 @@ dit sample needs a checkpoint: --ckpt <file or folder>.
   dit sample --ckpt DiT-XL-2-256x256.pt --vae sd-vae-ft-mse --class 207,360,387,974,88,979,417,279
   dit sample --ckpt DiT-XL-2-256x256.pt --vae sd-vae-ft-mse --class \"golden retriever\" -n 16 --steps ddim50 --sampler ddim
   dit sample --ckpt runs/fashion-mnist --class sneaker --cfg-scale 3 --steps 50 --sampler dpm++ --out-dir samples/
+  dit sample --ckpt runs/fashion-mnist --per-class 8 --sheet -o sheet.png   # a labelled row per class
   # FID batches, split over machines; then `dit merge-npz`:
   dit sample --ckpt DiT-XL-2-256x256.pt --vae sd-vae-ft-mse --cfg-scale 1.5 --num-samples 50000 --shard 0/4 --npz part0.npz
 
@@ -66,13 +67,15 @@ pub struct SampleArgs {
     pub guidance_channels: GuidanceChannels,
     /// Sampling steps. DDPM models: a count ("250"), "ddim50" (evenly
     /// strided) or per-section counts ("10,15,20"). SiT models: grid points
-    /// of the fixed-step ODE/SDE (unused by ode-dopri5).
-    #[arg(long, default_value = "250")]
-    pub steps: String,
+    /// of the fixed-step ODE/SDE (unused by ode-dopri5). [default: 250 for
+    /// ddpm and latent-space models, 25 for pixel-space models]
+    #[arg(long)]
+    pub steps: Option<String>,
     /// DDPM models: ddpm (as the paper), ddim or dpm++ (DPM-Solver++(2M),
     /// good at 10–50 steps). SiT models: ode-dopri5 (adaptive, SiT's
-    /// default), ode-heun, ode-euler, sde-euler or sde-heun. [default: ddpm,
-    /// or ode-dopri5 for SiT]
+    /// default), ode-heun, ode-euler, sde-euler or sde-heun. [default:
+    /// latent-space models as their papers, ddpm or ode-dopri5; pixel-space
+    /// models (the embedded demo) the fast dpm++ or ode-heun]
     #[arg(long, value_parser = ["ddpm", "ddim", "dpm++", "ode-dopri5", "ode-heun", "ode-euler", "sde-euler", "sde-heun"])]
     pub sampler: Option<String>,
     /// ode-dopri5's absolute and relative error tolerances.
@@ -106,6 +109,11 @@ pub struct SampleArgs {
     /// Number of images (default: one per --class, or 8).
     #[arg(short = 'n', long = "num-samples")]
     pub num_samples: Option<u64>,
+    /// N images of each class (of --class, or of every class up to 100),
+    /// one grid row per class: with --sheet, a labelled contact sheet.
+    #[arg(long, value_name = "N", conflicts_with = "num_samples",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub per_class: Option<u64>,
     /// Produce only shard i of n (0-based, "i/n") of the --num-samples images.
     #[arg(long, conflicts_with = "distributed")]
     pub shard: Option<Shard>,
@@ -151,21 +159,27 @@ fn parse_guidance_channels(s: &str) -> Result<GuidanceChannels, String> {
     }
 }
 
-/// The sampler `--sampler` names, or the family's default for `objective`,
-/// with this command's settings.
-fn sampler(args: &SampleArgs, objective: &ObjectiveConfig) -> Result<SamplerChoice> {
-    let name = args
-        .sampler
-        .as_deref()
-        .unwrap_or(SamplerChoice::names_for(objective)[0]);
+/// The sampler `--sampler` names, or the default for the model's family
+/// and space ([`DefaultSampling`]), with this command's settings, and the
+/// steps `--steps` gives or the default for that sampler.
+fn sampler(
+    args: &SampleArgs,
+    objective: &ObjectiveConfig,
+    latent_space: bool,
+) -> Result<(SamplerChoice, String)> {
+    let default = DefaultSampling::for_model(objective, latent_space);
+    let name = args.sampler.as_deref().unwrap_or(default.sampler);
+    let steps = match (&args.steps, name) {
+        (Some(steps), _) => steps.clone(),
+        // The paper's sampler keeps the paper's steps.
+        (None, "ddpm") => "250".to_string(),
+        (None, _) => default.steps.to_string(),
+    };
     // Grid points matter to the transport's fixed-step samplers only.
     let fixed_transport_steps = name != "ode-dopri5" && !DIFFUSION_SAMPLERS.contains(&name);
     let grid_points = match fixed_transport_steps {
-        true => args.steps.trim().parse().with_context(|| {
-            format!(
-                "--steps {}: SiT samplers take a number of grid points",
-                args.steps
-            )
+        true => steps.trim().parse().with_context(|| {
+            format!("--steps {steps}: SiT samplers take a number of grid points")
         })?,
         false => OdeConfig::default().num_steps,
     };
@@ -184,7 +198,7 @@ fn sampler(args: &SampleArgs, objective: &ObjectiveConfig) -> Result<SamplerChoi
         }
         SamplerChoice::Diffusion(_) => {}
     }
-    Ok(choice)
+    Ok((choice, steps))
 }
 
 pub fn run(args: SampleArgs) -> Result<()> {
@@ -203,6 +217,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let vae = match &args.vae {
         Some(path) => Some(
             Vae::load(path, &device)
+                .and_then(|vae| vae.with_precision(compute.precision))
                 .with_context(|| format!("loading the VAE {}", path.display()))?,
         ),
         None => None,
@@ -210,11 +225,24 @@ pub fn run(args: SampleArgs) -> Result<()> {
     check_decoder(&model, vae.as_ref())?;
 
     let num_classes = model.config().num_classes;
-    let classes = if args.classes.is_empty() {
-        ClassChoice::Uniform { num_classes }
-    } else {
-        let names = checkpoint_class_names(&ckpt, num_classes);
-        ClassChoice::Cycle(resolve_classes(&args.classes, names.as_ref(), num_classes)?)
+    let named_classes = match args.classes.is_empty() {
+        true => None,
+        false => {
+            let names = checkpoint_class_names(&ckpt, num_classes);
+            Some(resolve_classes(&args.classes, names.as_ref(), num_classes)?)
+        }
+    };
+    let classes = match (named_classes, args.per_class) {
+        (None, None) => ClassChoice::Uniform { num_classes },
+        (Some(list), None) => ClassChoice::Cycle(list),
+        (list, Some(per_class)) => {
+            let list = list.unwrap_or_else(|| (0..num_classes.min(100) as u32).collect());
+            ClassChoice::Cycle(
+                list.iter()
+                    .flat_map(|&c| std::iter::repeat_n(c, per_class as usize))
+                    .collect(),
+            )
+        }
     };
     let total = args.num_samples.unwrap_or(match &classes {
         ClassChoice::Cycle(list) => list.len() as u64,
@@ -237,10 +265,14 @@ pub fn run(args: SampleArgs) -> Result<()> {
         false => None,
     };
     let objective = sampling_objective(&ckpt, &model, named)?;
-    let sampler = sampler(&args, &objective)?;
+    let described = model
+        .config()
+        .describe()
+        .replacen("DiT", objective.family(), 1);
+    let (sampler, steps) = sampler(&args, &objective, vae.is_some())?;
     let sampler_name = sampler.name();
     let settings = SampleSettings {
-        steps: args.steps.clone(),
+        steps: steps.clone(),
         sampler,
         cfg_scale: args.cfg_scale,
         guidance_channels: args.guidance_channels,
@@ -263,12 +295,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if leader {
         eprintln!(
             "sampling images {}..{} of {total} with {} ({} steps, {}, guidance {}){ranks}",
-            job.indices.start,
-            job.indices.end,
-            model.config().describe(),
-            args.steps,
-            sampler_name,
-            args.cfg_scale
+            job.indices.start, job.indices.end, described, steps, sampler_name, args.cfg_scale
         );
     }
     let bar = match leader {
@@ -311,11 +338,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     };
     let title = format!(
         "{} · {} {} steps · guidance {} · seed {}",
-        model.config().describe(),
-        sampler_name,
-        args.steps,
-        args.cfg_scale,
-        args.seed
+        described, sampler_name, steps, args.cfg_scale, args.seed
     );
     let names = checkpoint_class_names(&ckpt, model.config().num_classes);
     match (
@@ -343,7 +366,10 @@ fn write_outputs(
         (grid, _, _) => grid.clone(),
     };
     if let Some(path) = &grid {
-        let nrow = args.nrow.unwrap_or((n as f64).sqrt().ceil() as usize);
+        let nrow = args
+            .nrow
+            .or(args.per_class.map(|k| k as usize))
+            .unwrap_or((n as f64).sqrt().ceil() as usize);
         if args.sheet {
             let scale = if images.height.max(images.width) <= 64 {
                 3

@@ -6,14 +6,16 @@
 //! x ← x + gate₂ · Mlp(LayerNorm(x)·(1 + scale₂) + shift₂)
 //! ```
 //!
-//! Each line is one fused op of [`crate::ops`] (modulated LayerNorm, tiled
-//! attention, GELU, and the gated residual, which also adds the bias of the
-//! branch's last linear layer).
+//! Each line is a few fused ops of [`crate::ops`]: modulated LayerNorm, the
+//! qkv projection with the tiled attention, the MLP's first layer with its
+//! GELU, and the gated residual, which also adds the bias of the branch's
+//! last linear layer.
 
 use super::linear::Linear;
 use super::weights::Weights;
 use super::LN_EPS;
-use crate::ops::{attention, gated_residual, gelu_tanh, layer_norm_modulate};
+use crate::compute::Precision;
+use crate::ops::{gated_residual, layer_norm_modulate, linear_gelu_in, qkv_attention_in};
 use crate::Result;
 use candle_core::Tensor;
 
@@ -26,9 +28,10 @@ struct Attention {
 }
 
 impl Attention {
-    fn forward_without_output_bias(&self, x: &Tensor) -> Result<Tensor> {
-        let heads = attention(&self.qkv.forward(x)?, self.num_heads)?;
-        self.proj.forward_without_bias(&heads)
+    fn forward_without_output_bias(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
+        let (w, b) = (self.qkv.weight(), self.qkv.bias());
+        let heads = qkv_attention_in(precision, x, w, b, self.num_heads)?;
+        self.proj.forward_without_bias(&heads, precision)
     }
 }
 
@@ -39,9 +42,9 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn forward_without_output_bias(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2
-            .forward_without_bias(&gelu_tanh(&self.fc1.forward(x)?)?)
+    fn forward_without_output_bias(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
+        let hidden = linear_gelu_in(precision, x, self.fc1.weight(), self.fc1.bias())?;
+        self.fc2.forward_without_bias(&hidden, precision)
     }
 }
 
@@ -69,19 +72,18 @@ impl AdaLnZeroBlock {
         })
     }
 
-    /// `x`: `(N, T, D)` tokens; `c_silu`: SiLU(c), `(N, D)`, shared by all blocks.
-    pub fn forward(&self, x: &Tensor, c_silu: &Tensor) -> Result<Tensor> {
-        let m = self.modulation.forward(c_silu)?.chunk(6, 1)?;
+    /// `x`: `(N, T, D)` tokens; `c_silu`: SiLU(c), `(N, D)`, shared by all
+    /// blocks; the linear maps and attention compute in `precision`.
+    pub fn forward(&self, x: &Tensor, c_silu: &Tensor, precision: Precision) -> Result<Tensor> {
+        let m = self.modulation.forward(c_silu, precision)?.chunk(6, 1)?;
         let [shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp] = m.as_slice() else {
             unreachable!("chunk(6) yields six tensors")
         };
-        let h = self
-            .attn
-            .forward_without_output_bias(&layer_norm_modulate(x, shift_msa, scale_msa, LN_EPS)?)?;
+        let normed = layer_norm_modulate(x, shift_msa, scale_msa, LN_EPS)?;
+        let h = self.attn.forward_without_output_bias(&normed, precision)?;
         let x = gated_residual(x, &h, self.attn.proj.bias(), gate_msa)?;
-        let h = self
-            .mlp
-            .forward_without_output_bias(&layer_norm_modulate(&x, shift_mlp, scale_mlp, LN_EPS)?)?;
+        let normed = layer_norm_modulate(&x, shift_mlp, scale_mlp, LN_EPS)?;
+        let h = self.mlp.forward_without_output_bias(&normed, precision)?;
         gated_residual(&x, &h, self.mlp.fc2.bias(), gate_mlp)
     }
 }

@@ -61,8 +61,8 @@ impl Dit {
         })
     }
 
-    /// The same model computing its activations in `precision` (the weights
-    /// keep their dtype; inputs and outputs are cast at the model's boundary).
+    /// The same model computing its matrix products in `precision` (the
+    /// weights keep their dtype).
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
         self
@@ -91,12 +91,11 @@ impl Dit {
         self.pos_embed.dtype()
     }
 
-    /// The dtype activations are computed in: the weights' own for full
-    /// precision.
+    /// The dtype activations are stored in: the weights' own in both
+    /// precisions (bf16 rounds inside the products; see
+    /// [`Precision::activation_dtype`]).
     pub fn activation_dtype(&self) -> DType {
-        match self.precision {
-            Precision::F32 => self.dtype(),
-        }
+        self.dtype()
     }
 
     /// Refuses labels the label table has no row for (the null class is
@@ -142,16 +141,17 @@ impl Dit {
         }
         let tokens = self
             .x_embedder
-            .forward(&x.to_dtype(self.activation_dtype())?)?
+            .forward(&x.to_dtype(self.activation_dtype())?, self.precision)?
             .broadcast_add(&self.pos_embed)?;
-        let c = (self.t_embedder.forward(t)? + self.y_embedder.forward(y)?)?;
+        let c = (self.t_embedder.forward(t, self.precision)? + self.y_embedder.forward(y)?)?;
         // Every block (and the final layer) applies SiLU to c first; do it once.
         let c_silu = c.silu()?;
         let mut tokens = tokens;
         for block in &self.blocks {
-            tokens = block.forward(&tokens, &c_silu)?;
+            tokens = block.forward(&tokens, &c_silu, self.precision)?;
         }
-        let out = self.unpatchify(&self.final_layer.forward(&tokens, &c_silu)?)?;
+        let out = self.final_layer.forward(&tokens, &c_silu, self.precision)?;
+        let out = self.unpatchify(&out)?;
         Ok(out.to_dtype(x.dtype())?)
     }
 

@@ -3,6 +3,8 @@
 
 use super::linear::Linear;
 use super::weights::Weights;
+use crate::compute::Precision;
+use crate::ops::bf16::round_operand;
 use crate::Result;
 use candle_core::{DType, Device, Tensor};
 
@@ -31,8 +33,9 @@ impl PatchEmbed {
         })
     }
 
-    /// `(N, C, H, W)` → `(N, T, D)`, tokens in row-major order.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `(N, C, H, W)` → `(N, T, D)`, tokens in row-major order; for bf16
+    /// the product's operands are rounded (as autocast runs the conv).
+    pub fn forward(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         let p = self.patch;
         let (gh, gw) = (h / p, w / p);
@@ -40,8 +43,12 @@ impl PatchEmbed {
             .reshape((n, c, gh, p, gw, p))?
             .permute((0, 2, 4, 1, 3, 5))?
             .reshape((n, gh * gw, c * p * p))?;
+        let (patches, weight) = match precision {
+            Precision::F32 => (patches, self.weight.clone()),
+            Precision::Bf16 => (round_operand(&patches)?, round_operand(&self.weight)?),
+        };
         Ok(patches
-            .broadcast_matmul(&self.weight.t()?)?
+            .broadcast_matmul(&weight.t()?)?
             .broadcast_add(&self.bias)?)
     }
 }
@@ -85,8 +92,8 @@ impl TimestepEmbedder {
         })
     }
 
-    /// `(N,)` timesteps → `(N, D)`.
-    pub fn forward(&self, t: &Tensor) -> Result<Tensor> {
+    /// `(N,)` timesteps → `(N, D)`, the MLP's products in `precision`.
+    pub fn forward(&self, t: &Tensor, precision: Precision) -> Result<Tensor> {
         let dtype = self.fc1.weight().dtype();
         let args = t
             .to_dtype(DType::F32)?
@@ -95,8 +102,8 @@ impl TimestepEmbedder {
         let features = Tensor::cat(&[args.cos()?, args.sin()?], 1)?.to_dtype(dtype)?;
         // candle's unfused products, as `nn.Linear`: a (N, 256) input is too
         // small for the fused kernel to gain anything.
-        self.fc2
-            .forward_unfused(&self.fc1.forward_unfused(&features)?.silu()?)
+        let hidden = self.fc1.forward_unfused(&features, precision)?.silu()?;
+        self.fc2.forward_unfused(&hidden, precision)
     }
 }
 

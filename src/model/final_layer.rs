@@ -3,6 +3,7 @@
 use super::linear::Linear;
 use super::weights::Weights;
 use super::LN_EPS;
+use crate::compute::Precision;
 use crate::ops::layer_norm_modulate;
 use crate::Result;
 use candle_core::Tensor;
@@ -21,9 +22,9 @@ impl FinalLayer {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, c_silu: &Tensor) -> Result<Tensor> {
-        let m = self.modulation.forward(c_silu)?.chunk(2, 1)?;
+    pub fn forward(&self, x: &Tensor, c_silu: &Tensor, precision: Precision) -> Result<Tensor> {
+        let m = self.modulation.forward(c_silu, precision)?.chunk(2, 1)?;
         let x = layer_norm_modulate(x, &m[0], &m[1], LN_EPS)?;
-        self.linear.forward(&x)
+        self.linear.forward(&x, precision)
     }
 }

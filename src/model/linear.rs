@@ -1,6 +1,7 @@
 //! A linear layer `x·Wᵀ + b` in the official parameter layout, computed by
-//! the fused [`crate::ops::linear`].
+//! the fused [`crate::ops::linear_in`] in the model's precision.
 
+use crate::compute::Precision;
 use crate::ops;
 use crate::Result;
 use candle_core::Tensor;
@@ -18,20 +19,20 @@ impl Linear {
     }
 
     /// `x·Wᵀ + b` over the last dim.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::linear(x, &self.weight, Some(&self.bias))
+    pub fn forward(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
+        ops::linear_in(precision, x, &self.weight, Some(&self.bias))
     }
 
     /// `x·Wᵀ` without the bias: the adaLN-Zero blocks add the bias of a
     /// branch's last layer inside the gated residual instead.
-    pub fn forward_without_bias(&self, x: &Tensor) -> Result<Tensor> {
-        ops::linear(x, &self.weight, None)
+    pub fn forward_without_bias(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
+        ops::linear_in(precision, x, &self.weight, None)
     }
 
     /// `x·Wᵀ + b` as candle's unfused product, as the official `nn.Linear`
     /// computes it (for the small timestep MLP, where fusing gains nothing).
-    pub fn forward_unfused(&self, x: &Tensor) -> Result<Tensor> {
-        ops::linear_reference(x, &self.weight, Some(&self.bias))
+    pub fn forward_unfused(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
+        ops::linear_reference_in(precision, x, &self.weight, Some(&self.bias))
     }
 
     pub fn bias(&self) -> &Tensor {

@@ -11,9 +11,12 @@
 //! with heads concatenated, ready for the output projection. Reading q, k, v
 //! in place through strides saves the permute copies of the composition.
 
-use super::float::{contiguous, cpu_forward_is_kernel, CpuKernel, Float, SharedMut};
+use super::attention_bf16;
+use super::bf16::round_operand;
+use super::float::{contiguous, run_kernel, CpuKernel, Float, SharedMut};
 use super::matmul::{Operand, Threads};
-use super::route::{route_for, Kernels, Route};
+use super::route::{route_for_in, Kernels, Route};
+use crate::compute::Precision;
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Device, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
@@ -21,40 +24,70 @@ use std::sync::{Arc, Mutex};
 
 const BLOCK_Q: usize = 64;
 
-/// softmax(q·kᵀ/√d)·v per head: the fused kernel where [`route_for`] has
-/// one, else the unfused composition [`attention_reference`].
+/// softmax(q·kᵀ/√d)·v per head: the fused kernel where [`route_for_in`]
+/// has one, else the unfused composition [`attention_reference`].
 pub fn attention(qkv: &Tensor, num_heads: usize) -> Result<Tensor> {
+    attention_in(Precision::F32, qkv, num_heads)
+}
+
+/// [`attention`] with its two products in `precision`: for bf16, q, k, the
+/// probabilities and v are rounded to bf16 as the products read them (and
+/// the backward's operands likewise); the scores, softmax and the row
+/// log-sum-exps stay f32.
+pub fn attention_in(precision: Precision, qkv: &Tensor, num_heads: usize) -> Result<Tensor> {
     let (_, _, d3) = qkv.dims3()?;
     if num_heads == 0 || d3 % (3 * num_heads) != 0 {
         crate::bail!("attention: last dim {d3} is not 3·heads·head_dim for {num_heads} heads");
     }
-    Ok(match route_for(qkv, Kernels::CPU_FLOAT) {
-        Route::CpuKernel => qkv.contiguous()?.apply_op1(FlashAttention {
-            num_heads,
-            lse: Arc::new(Mutex::new(None)),
-        })?,
-        Route::CudaKernel | Route::Composition => attention_reference(qkv, num_heads)?,
-    })
+    Ok(
+        match route_for_in(precision, qkv, Kernels::CPU_FLOAT_BF16) {
+            Route::CpuKernel => qkv
+                .contiguous()?
+                .apply_op1(FlashAttention::new(precision, num_heads))?,
+            Route::CudaKernel | Route::Composition => {
+                attention_reference_in(precision, qkv, num_heads)?
+            }
+        },
+    )
 }
 
 /// The unfused composition (what any device can run; the tests' reference).
 pub fn attention_reference(qkv: &Tensor, num_heads: usize) -> Result<Tensor> {
+    attention_reference_in(Precision::F32, qkv, num_heads)
+}
+
+/// [`attention_reference`] with the products' operands (q, k, the
+/// probabilities, v) rounded for `precision`; 1/√d scales the f32 scores,
+/// as in the kernel.
+pub fn attention_reference_in(
+    precision: Precision,
+    qkv: &Tensor,
+    num_heads: usize,
+) -> Result<Tensor> {
+    let round = |t: Tensor| -> Result<Tensor> {
+        Ok(match precision {
+            Precision::F32 => t,
+            Precision::Bf16 => round_operand(&t)?,
+        })
+    };
     let (n, t, d3) = qkv.dims3()?;
     let d = d3 / 3;
     let hd = d / num_heads;
     let qkv = qkv
         .reshape((n, t, 3, num_heads, hd))?
         .permute((2, 0, 3, 1, 4))?;
-    let q = (qkv.get(0)? * (hd as f64).powf(-0.5))?.contiguous()?;
-    let k = qkv.get(1)?.contiguous()?;
-    let v = qkv.get(2)?.contiguous()?;
+    let q = round(qkv.get(0)?.contiguous()?)?;
+    let k = round(qkv.get(1)?.contiguous()?)?;
+    let v = round(qkv.get(2)?.contiguous()?)?;
+    let scores = (q.matmul(&k.t()?)? * (hd as f64).powf(-0.5))?;
     // Differentiable softmax; candle's fused softmax_last_dim has no backward.
-    let weights = candle_nn::ops::softmax(&q.matmul(&k.t()?)?, D::Minus1)?;
+    let weights = round(candle_nn::ops::softmax(&scores, D::Minus1)?)?;
     Ok(weights.matmul(&v)?.transpose(1, 2)?.reshape((n, t, d))?)
 }
 
-struct FlashAttention {
+pub(crate) struct FlashAttention {
     num_heads: usize,
+    precision: Precision,
     /// Row log-sum-exps of the forward, `(N, H, T)`, for the backward.
     lse: Arc<Mutex<Option<Tensor>>>,
 }
@@ -293,7 +326,11 @@ impl CustomOp1 for FlashAttention {
         let lse_shape = (dims.n, dims.heads, dims.t);
         let (out, lse) = match s {
             CpuStorage::F32(x) => {
-                let (o, l) = forward(&x[start..end], dims);
+                let x = &x[start..end];
+                let (o, l) = match self.precision {
+                    Precision::F32 => forward(x, dims),
+                    Precision::Bf16 => attention_bf16::forward(x, dims.into()),
+                };
                 (
                     CpuStorage::F32(o),
                     Tensor::from_vec(l, lse_shape, &Device::Cpu)?,
@@ -318,24 +355,43 @@ impl CustomOp1 for FlashAttention {
         out: &Tensor,
         grad_out: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(self.gradient(qkv, out, grad_out)?))
+    }
+}
+
+impl FlashAttention {
+    pub(crate) fn new(precision: Precision, num_heads: usize) -> Self {
+        Self {
+            num_heads,
+            precision,
+            lse: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// d(qkv) for the output `out` of this op's last forward and its
+    /// gradient `grad_out`.
+    pub(crate) fn gradient(
+        &self,
+        qkv: &Tensor,
+        out: &Tensor,
+        grad_out: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let lse =
             self.lse.lock().unwrap().clone().ok_or_else(|| {
                 candle_core::Error::Msg("attention: backward without forward".into())
             })?;
         let op = FlashAttentionBackward {
             num_heads: self.num_heads,
+            precision: self.precision,
             lse,
         };
-        Ok(Some(qkv.apply_op3_no_bwd(
-            out,
-            &grad_out.contiguous()?,
-            &op,
-        )?))
+        qkv.apply_op3_no_bwd(out, &grad_out.contiguous()?, &op)
     }
 }
 
 struct FlashAttentionBackward {
     num_heads: usize,
+    precision: Precision,
     /// The forward's row log-sum-exps, `(N, H, T)`.
     lse: Tensor,
 }
@@ -345,7 +401,43 @@ impl CustomOp3 for FlashAttentionBackward {
         "flash-attention-backward"
     }
 
-    cpu_forward_is_kernel!(s1 l1, s2 l2, s3 l3);
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let inputs = [(s1, l1), (s2, l2), (s3, l3)];
+        match (self.precision, s1) {
+            (Precision::Bf16, CpuStorage::F32(_)) => {
+                let dims = Dims::new(l1.shape(), self.num_heads)?;
+                let mut slices: [&[f32]; 3] = [&[]; 3];
+                for (slice, (s, l)) in slices.iter_mut().zip(inputs) {
+                    let (start, end) = contiguous(l, "attention backward")?;
+                    *slice = &s.as_slice::<f32>()?[start..end];
+                }
+                let [qkv, o, d_o] = slices;
+                let (storage, layout) = self.lse.storage_and_layout();
+                let candle_core::Storage::Cpu(lse) = &*storage else {
+                    candle_core::bail!("attention backward: the saved lse is not on the CPU");
+                };
+                let (start, end) = contiguous(layout, "attention backward")?;
+                let lse = &lse.as_slice::<f32>()?[start..end];
+                let dqkv = attention_bf16::backward(qkv, o, d_o, lse, dims.into());
+                Ok((CpuStorage::F32(dqkv), l1.shape().clone()))
+            }
+            _ => run_kernel(self, inputs),
+        }
+    }
+}
+
+impl From<Dims> for attention_bf16::Dims {
+    fn from(Dims { n, t, d, heads, hd }: Dims) -> Self {
+        Self { n, t, d, heads, hd }
+    }
 }
 
 impl CpuKernel<3> for FlashAttentionBackward {

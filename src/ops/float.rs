@@ -19,8 +19,24 @@ pub trait Float:
     fn exp_shifted_sum(xs: &mut [Self], shift: Self) -> Self;
     fn gelu_forward(x: &[Self], y: &mut [Self]);
     fn gelu_backward(x: &[Self], dy: &[Self], dx: &mut [Self]);
+    /// [`super::bf16::matmul`] on this element type.
+    ///
+    /// # Safety
+    /// As [`super::matmul::matmul`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn matmul_bf16(
+        dims: (usize, usize, usize),
+        dst: *mut Self,
+        dst_rs: usize,
+        accumulate: bool,
+        lhs: Operand<Self>,
+        rhs: Operand<Self>,
+        scale: Self,
+        threads: Threads,
+    );
 }
 
+use super::matmul::{Operand, Threads};
 use super::vmath;
 
 impl Float for f32 {
@@ -41,6 +57,18 @@ impl Float for f32 {
     }
     fn gelu_backward(x: &[Self], dy: &[Self], dx: &mut [Self]) {
         vmath::gelu_backward(x, dy, dx)
+    }
+    unsafe fn matmul_bf16(
+        dims: (usize, usize, usize),
+        dst: *mut Self,
+        dst_rs: usize,
+        accumulate: bool,
+        lhs: Operand<Self>,
+        rhs: Operand<Self>,
+        scale: Self,
+        threads: Threads,
+    ) {
+        super::bf16::matmul(dims, dst, dst_rs, accumulate, lhs, rhs, scale, threads)
     }
 }
 
@@ -67,6 +95,20 @@ impl Float for f64 {
     }
     fn gelu_backward(x: &[Self], dy: &[Self], dx: &mut [Self]) {
         vmath::gelu_backward_f64(x, dy, dx)
+    }
+    /// Never called: [`super::route`] has no bf16 kernel for f64 tensors
+    /// (the exact gradient checks), which run the composition instead.
+    unsafe fn matmul_bf16(
+        _: (usize, usize, usize),
+        _: *mut Self,
+        _: usize,
+        _: bool,
+        _: Operand<Self>,
+        _: Operand<Self>,
+        _: Self,
+        _: Threads,
+    ) {
+        unreachable!("bf16 products are routed for f32 tensors only")
     }
 }
 
@@ -143,6 +185,30 @@ macro_rules! cpu_forward_is_kernel {
     };
 }
 pub(crate) use cpu_forward_is_kernel;
+
+/// A CPU tensor over a finished f32 or f64 buffer (no copy).
+pub fn tensor_from_storage(s: CpuStorage, shape: Shape) -> Result<candle_core::Tensor> {
+    let cpu = &candle_core::Device::Cpu;
+    match s {
+        CpuStorage::F32(v) => candle_core::Tensor::from_vec(v, shape, cpu),
+        CpuStorage::F64(v) => candle_core::Tensor::from_vec(v, shape, cpu),
+        _ => candle_core::bail!("expected f32 or f64 storage"),
+    }
+}
+
+/// A fused op's second stage: `forward` on the CPU storage of `intermediate`,
+/// a tensor the op computed itself (and keeps for its backward).
+pub fn cpu_forward_on<R>(
+    intermediate: &candle_core::Tensor,
+    op: &str,
+    forward: impl FnOnce(&CpuStorage, &candle_core::Layout) -> Result<R>,
+) -> Result<R> {
+    let (storage, layout) = intermediate.storage_and_layout();
+    let candle_core::Storage::Cpu(storage) = &*storage else {
+        candle_core::bail!("{op}: the intermediate left the CPU");
+    };
+    forward(storage, layout)
+}
 
 /// Wraps a finished buffer as candle storage.
 pub fn storage<T: Float>(v: Vec<T>) -> CpuStorage {

@@ -3,6 +3,7 @@
 //! gate `(N, D)` folded into one pass over `(N, T, D)`.
 
 use super::float::{cpu_forward_is_kernel, CpuKernel, Float};
+use super::matmul::output_buffer;
 use super::route::{route_for, Kernels, Route};
 use candle_core::{CustomOp3, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -51,7 +52,8 @@ pub fn gated_residual_reference(
 struct GatedResidual;
 
 fn forward<T: Float>(x: &[T], h: &[T], gb: &[T], (n, t, d): (usize, usize, usize)) -> Vec<T> {
-    let mut y = vec![T::zero(); n * t * d];
+    // Every element is written below.
+    let mut y = output_buffer(n * t * d, |_| {});
     let bias = &gb[n * d..];
     y.par_chunks_mut(t * d).enumerate().for_each(|(b, yb)| {
         let gate = &gb[b * d..(b + 1) * d];
@@ -71,9 +73,11 @@ fn forward<T: Float>(x: &[T], h: &[T], gb: &[T], (n, t, d): (usize, usize, usize
 
 /// `[dh (N·T·D) | dgate (N·D) | dbias (D)]`.
 fn backward<T: Float>(h: &[T], gb: &[T], dy: &[T], (n, t, d): (usize, usize, usize)) -> Vec<T> {
-    let mut out = vec![T::zero(); n * t * d + (n + 1) * d];
+    // dh is written below; the gate and bias gradients are sums.
+    let mut out = output_buffer(n * t * d + (n + 1) * d, |_| {});
     let bias = &gb[n * d..];
     let (dh, dgb) = out.split_at_mut(n * t * d);
+    dgb.fill(T::zero());
     let (dgate, dbias) = dgb.split_at_mut(n * d);
     // Per sample: dgate and Σ_t dy (the bias gradient needs gate·Σ_t dy).
     let mut dy_sums = vec![T::zero(); n * d];

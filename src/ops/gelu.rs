@@ -3,6 +3,7 @@
 //! evaluated with the vectorised exp; the backward is its exact derivative.
 
 use super::float::{cpu_forward_is_kernel, CpuKernel, Float};
+use super::matmul::output_buffer;
 use super::route::{route_for, Kernels, Route};
 use candle_core::{CustomOp1, CustomOp2, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -21,7 +22,12 @@ pub fn gelu_tanh_reference(x: &Tensor) -> crate::Result<Tensor> {
     Ok(x.gelu()?)
 }
 
-struct Gelu;
+pub(crate) struct Gelu;
+
+/// The gradient of GELU-tanh at `x` for the output gradient `dy`.
+pub(crate) fn gelu_gradient(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    x.apply_op2_no_bwd(&dy.contiguous()?, &GeluBackward)
+}
 
 /// Elements per rayon task: large enough to amortise the task, small enough
 /// that an MLP activation (`N·T·4D`) spreads over every thread.
@@ -31,7 +37,8 @@ impl CpuKernel<1> for Gelu {
     const NAME: &'static str = "gelu";
 
     fn run<T: Float>(&self, [x]: [&[T]; 1], _: [&Shape; 1]) -> Result<Vec<T>> {
-        let mut y = vec![T::zero(); x.len()];
+        // Every element is written below.
+        let mut y = output_buffer(x.len(), |_| {});
         y.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .for_each(|(y, x)| T::gelu_forward(x, y));
@@ -47,7 +54,7 @@ impl CustomOp1 for Gelu {
     cpu_forward_is_kernel!(s l);
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&dy.contiguous()?, &GeluBackward)?))
+        Ok(Some(gelu_gradient(x, dy)?))
     }
 }
 
@@ -57,7 +64,8 @@ impl CpuKernel<2> for GeluBackward {
     const NAME: &'static str = "gelu backward";
 
     fn run<T: Float>(&self, [x, dy]: [&[T]; 2], _: [&Shape; 2]) -> Result<Vec<T>> {
-        let mut dx = vec![T::zero(); x.len()];
+        // Every element is written below.
+        let mut dx = output_buffer(x.len(), |_| {});
         dx.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
             .for_each(|(dx, (x, dy))| T::gelu_backward(x, dy, dx));

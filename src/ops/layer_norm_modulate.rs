@@ -4,6 +4,7 @@
 //! the row statistics instead of storing them.
 
 use super::float::{cpu_forward_is_kernel, CpuKernel, Float};
+use super::matmul::output_buffer;
 use super::route::{route_for, Kernels, Route};
 use candle_core::{CustomOp3, Result, Shape, Tensor, D};
 use rayon::prelude::*;
@@ -73,7 +74,8 @@ fn forward<T: Float>(
     eps: f64,
 ) -> Vec<T> {
     let eps = T::from(eps).unwrap();
-    let mut y = vec![T::zero(); n * t * d];
+    // Every element is written below.
+    let mut y = output_buffer(n * t * d, |_| {});
     y.par_chunks_mut(t * d).enumerate().for_each(|(b, yb)| {
         let (sh, sc) = (&shift[b * d..(b + 1) * d], &scale[b * d..(b + 1) * d]);
         for (xr, yr) in x[b * t * d..(b + 1) * t * d]
@@ -99,8 +101,10 @@ fn backward<T: Float>(
 ) -> Vec<T> {
     let eps = T::from(eps).unwrap();
     let inv_d = T::one() / T::from(d).unwrap();
-    let mut out = vec![T::zero(); n * t * d + 2 * n * d];
+    // dx is written below; the shift and scale gradients are sums.
+    let mut out = output_buffer(n * t * d + 2 * n * d, |_| {});
     let (dx, dmod) = out.split_at_mut(n * t * d);
+    dmod.fill(T::zero());
     let (dshift, dscale) = dmod.split_at_mut(n * d);
     dx.par_chunks_mut(t * d)
         .zip(dshift.par_chunks_mut(d))

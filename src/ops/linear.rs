@@ -7,15 +7,28 @@
 //! row-major layout (gemm takes the transposed operand through strides) and
 //! sums the bias gradient row by row.
 
+use super::bf16::round_operand;
 use super::float::{cpu_forward_is_kernel, CpuKernel, Float};
-use super::matmul::{matmul, output_buffer, Operand, Threads};
-use super::route::{route_for, Kernels, Route};
+use super::matmul::{matmul_in, output_buffer, Operand, Threads};
+use super::route::{route_for_in, Kernels, Route};
+use crate::compute::Precision;
 use candle_core::{CustomOp2, CustomOp3, Result, Shape, Tensor};
 
 /// `x·Wᵀ + b` (or without `b`); `x`: `(..., K)`, `W`: `(N, K)`, `b`: `(N,)`.
-/// The fused kernel where [`route_for`] has one; candle's matmul and
+/// The fused kernel where [`route_for_in`] has one; candle's matmul and
 /// broadcast add elsewhere.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> crate::Result<Tensor> {
+    linear_in(Precision::F32, x, weight, bias)
+}
+
+/// [`linear`] with the product in `precision` (bf16: `x` and `W` rounded
+/// to bf16, f32 accumulation; the bias added in f32).
+pub fn linear_in(
+    precision: Precision,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+) -> crate::Result<Tensor> {
     let (n_out, k) = weight.dims2()?;
     let dims = x.dims();
     if dims.last() != Some(&k) || bias.is_some_and(|b| b.dims() != [n_out]) {
@@ -26,13 +39,14 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> crate::Resu
             bias.map(|b| b.dims().to_vec())
         );
     }
-    if route_for(x, Kernels::CPU_FLOAT) != Route::CpuKernel {
-        return linear_reference(x, weight, bias);
+    if route_for_in(precision, x, Kernels::CPU_FLOAT_BF16) != Route::CpuKernel {
+        return linear_reference_in(precision, x, weight, bias);
     }
     let (x, w) = (x.contiguous()?, weight.contiguous()?);
+    let op = Linear { precision };
     Ok(match bias {
-        Some(b) => x.apply_op3(&w, &b.contiguous()?, Linear)?,
-        None => x.apply_op2(&w, Linear)?,
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, op)?,
+        None => x.apply_op2(&w, op)?,
     })
 }
 
@@ -42,6 +56,20 @@ pub fn linear_reference(
     weight: &Tensor,
     bias: Option<&Tensor>,
 ) -> crate::Result<Tensor> {
+    linear_reference_in(Precision::F32, x, weight, bias)
+}
+
+/// [`linear_reference`] with the operands rounded for `precision`.
+pub fn linear_reference_in(
+    precision: Precision,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+) -> crate::Result<Tensor> {
+    let (x, weight) = match precision {
+        Precision::F32 => (x.clone(), weight.clone()),
+        Precision::Bf16 => (round_operand(x)?, round_operand(weight)?),
+    };
     let k = weight.dim(1)?;
     let mut out_shape = x.dims().to_vec();
     *out_shape.last_mut().unwrap() = weight.dim(0)?;
@@ -55,17 +83,21 @@ pub fn linear_reference(
     })
 }
 
-struct Linear;
+pub(crate) struct Linear {
+    precision: Precision,
+}
 
 /// `dst (m×n, row-major) = lhs·rhs (+ dst)` on rayon's pool.
 unsafe fn product<T: Float>(
+    precision: Precision,
     dims: (usize, usize, usize),
     dst: *mut T,
     accumulate: bool,
     lhs: Operand<T>,
     rhs: Operand<T>,
 ) {
-    matmul(
+    matmul_in(
+        precision,
         dims,
         dst,
         dims.1,
@@ -77,13 +109,14 @@ unsafe fn product<T: Float>(
     )
 }
 
-fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, n: usize) -> Vec<T> {
+fn forward<T: Float>(precision: Precision, x: &[T], w: &[T], b: Option<&[T]>, n: usize) -> Vec<T> {
     let k = w.len() / n;
     let m = x.len() / k;
     let run = |y: *mut T, accumulate| {
         // SAFETY: sizes were checked by `linear`; all buffers are row-major.
         unsafe {
             product(
+                precision,
                 (m, n, k),
                 y,
                 accumulate,
@@ -105,7 +138,14 @@ fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, n: usize) -> Vec<T> {
 }
 
 /// `[dx (M·K) | dW (N·K) | db (N, with bias)]`.
-fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], n: usize, with_bias: bool) -> Vec<T> {
+fn backward<T: Float>(
+    precision: Precision,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    n: usize,
+    with_bias: bool,
+) -> Vec<T> {
     let k = w.len() / n;
     let m = x.len() / k;
     let bias_len = if with_bias { n } else { 0 };
@@ -114,6 +154,7 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], n: usize, with_bias: bool) -> 
         // two products write the first two parts of `out`, the loop the last.
         unsafe {
             product(
+                precision,
                 (m, k, n),
                 out,
                 false,
@@ -121,6 +162,7 @@ fn backward<T: Float>(x: &[T], w: &[T], dy: &[T], n: usize, with_bias: bool) -> 
                 Operand::new(w.as_ptr(), k, 1),
             );
             product(
+                precision,
                 (n, k, m),
                 out.add(m * k),
                 false,
@@ -152,7 +194,7 @@ impl CpuKernel<3> for Linear {
     const NAME: &'static str = "linear";
 
     fn run<T: Float>(&self, [x, w, b]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
-        Ok(forward(x, w, Some(b), shapes[1].dims()[0]))
+        Ok(forward(self.precision, x, w, Some(b), shapes[1].dims()[0]))
     }
 
     fn out_shape(&self, [x, w, _]: [&Shape; 3]) -> Result<Shape> {
@@ -164,7 +206,7 @@ impl CpuKernel<2> for Linear {
     const NAME: &'static str = "linear";
 
     fn run<T: Float>(&self, [x, w]: [&[T]; 2], shapes: [&Shape; 2]) -> Result<Vec<T>> {
-        Ok(forward(x, w, None, shapes[1].dims()[0]))
+        Ok(forward(self.precision, x, w, None, shapes[1].dims()[0]))
     }
 
     fn out_shape(&self, [x, w]: [&Shape; 2]) -> Result<Shape> {
@@ -206,8 +248,7 @@ impl CustomOp3 for Linear {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let packed =
-            x.apply_op3_no_bwd(w, &dy.contiguous()?, &LinearBackward { with_bias: true })?;
+        let packed = x.apply_op3_no_bwd(w, &dy.contiguous()?, &self.backward(true))?;
         let (dx, dw, db) = unpack(&packed, x, w, true)?;
         Ok((Some(dx), Some(dw), db))
     }
@@ -227,15 +268,47 @@ impl CustomOp2 for Linear {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let packed =
-            x.apply_op3_no_bwd(w, &dy.contiguous()?, &LinearBackward { with_bias: false })?;
+        let packed = x.apply_op3_no_bwd(w, &dy.contiguous()?, &self.backward(false))?;
         let (dx, dw, _) = unpack(&packed, x, w, false)?;
         Ok((Some(dx), Some(dw)))
     }
 }
 
+/// `(dx, dW, db)` of `x·Wᵀ (+ b)` for the output gradient `dy`.
+pub(crate) fn linear_gradients(
+    precision: Precision,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    with_bias: bool,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    let op = Linear { precision }.backward(with_bias);
+    unpack(
+        &x.apply_op3_no_bwd(w, &dy.contiguous()?, &op)?,
+        x,
+        w,
+        with_bias,
+    )
+}
+
+impl Linear {
+    pub(crate) fn new(precision: Precision) -> Self {
+        Self { precision }
+    }
+
+    fn backward(&self, with_bias: bool) -> LinearBackward {
+        LinearBackward {
+            with_bias,
+            precision: self.precision,
+        }
+    }
+}
+
+/// The backward's products round `dy`, `W` and `x` to bf16 in bf16, as
+/// autocast's backward does; the bias gradient sums `dy` in f32.
 struct LinearBackward {
     with_bias: bool,
+    precision: Precision,
 }
 
 impl CustomOp3 for LinearBackward {
@@ -250,7 +323,14 @@ impl CpuKernel<3> for LinearBackward {
     const NAME: &'static str = "linear backward";
 
     fn run<T: Float>(&self, [x, w, dy]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
-        Ok(backward(x, w, dy, shapes[1].dims()[0], self.with_bias))
+        Ok(backward(
+            self.precision,
+            x,
+            w,
+            dy,
+            shapes[1].dims()[0],
+            self.with_bias,
+        ))
     }
 
     /// `[dx (M·K) | dW (N·K) | db (N, with bias)]`.

@@ -10,6 +10,7 @@
 //! need no synchronisation at all.
 
 use super::float::{Float, SharedMut};
+use crate::compute::Precision;
 use rayon::prelude::*;
 
 /// A matrix operand: its first element and its (row, column) strides in
@@ -35,7 +36,7 @@ impl<T> Operand<T> {
     }
 
     /// The operand that starts `rows` rows and `cols` columns further in.
-    fn offset(self, rows: usize, cols: usize) -> Self {
+    pub(crate) fn offset(self, rows: usize, cols: usize) -> Self {
         // SAFETY (of the caller's later reads): the sub-block lies inside the
         // block the caller passed.
         let ptr = self
@@ -126,10 +127,34 @@ pub unsafe fn matmul<T: Float>(
     });
 }
 
+/// [`matmul`] with the operands rounded to bf16 for [`Precision::Bf16`]
+/// ([`super::bf16::matmul`]; f32 elements only, which [`super::route`]
+/// ensures).
+///
+/// # Safety
+/// As [`matmul`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul_in<T: Float>(
+    precision: Precision,
+    dims: (usize, usize, usize),
+    dst: *mut T,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Operand<T>,
+    rhs: Operand<T>,
+    scale: T,
+    threads: Threads,
+) {
+    match precision {
+        Precision::F32 => matmul(dims, dst, dst_rs, accumulate, lhs, rhs, scale, threads),
+        Precision::Bf16 => T::matmul_bf16(dims, dst, dst_rs, accumulate, lhs, rhs, scale, threads),
+    }
+}
+
 /// How many (row, column) tiles to cut an `m×n` output into for `p` threads:
 /// column panels first (each task then reads all of `lhs` but only its part
 /// of `rhs`, the weight in every linear layer), rows when columns run out.
-fn tiles(m: usize, n: usize, p: usize) -> (usize, usize) {
+pub(crate) fn tiles(m: usize, n: usize, p: usize) -> (usize, usize) {
     if p <= 1 {
         return (1, 1);
     }
@@ -142,7 +167,9 @@ fn tiles(m: usize, n: usize, p: usize) -> (usize, usize) {
 }
 
 /// A buffer of `len` elements for a kernel that writes every one of them
-/// before anything reads it, without zero-filling it first.
+/// before anything reads it, without zero-filling it first (a zero fill is
+/// a full pass over the buffer: with one per fused op's output, memset was
+/// ~12% of a bf16 training step).
 pub fn output_buffer<T: Float>(len: usize, fill: impl FnOnce(*mut T)) -> Vec<T> {
     let mut v = Vec::with_capacity(len);
     fill(v.as_mut_ptr());

@@ -68,6 +68,7 @@ macro_rules! dispatch {
         }
     };
 }
+pub(crate) use dispatch;
 
 dispatch! {
     /// `xs[i] ← e^(xs[i] − shift)`; returns the sum of the results.

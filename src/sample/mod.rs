@@ -3,6 +3,7 @@
 
 pub mod checkpoint_facts;
 pub mod class_names;
+pub mod defaults;
 pub mod generator;
 pub mod images;
 pub mod job;
@@ -12,6 +13,7 @@ pub mod shard;
 pub mod sheet;
 
 pub use class_names::{resolve_classes, ClassNames};
+pub use defaults::DefaultSampling;
 pub use generator::{Generator, SampleSettings, SamplerChoice};
 pub use job::{SampleJob, SampledImages};
 pub use labels::ClassChoice;

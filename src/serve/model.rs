@@ -8,7 +8,7 @@ use crate::sample::checkpoint_facts::{
     checkpoint_class_names, checkpoint_file, sampling_objective,
 };
 use crate::sample::job::check_decoder;
-use crate::sample::{ClassNames, SamplerChoice};
+use crate::sample::{ClassNames, DefaultSampling, SamplerChoice};
 use crate::transport::ObjectiveConfig;
 use crate::vae::Vae;
 use crate::{bail, Context, Result};
@@ -51,6 +51,7 @@ impl ServedModel {
         let vae = match vae {
             Some(path) => Some(
                 Vae::load(path, &compute.device)
+                    .and_then(|vae| vae.with_precision(compute.precision))
                     .with_context(|| format!("loading the VAE {}", path.display()))?,
             ),
             None => None,
@@ -104,6 +105,7 @@ impl ServedModel {
             },
             family: self.objective.family(),
             samplers: SamplerChoice::names_for(&self.objective),
+            fast_sampling: DefaultSampling::fast(&self.objective),
             image_size: self.image_size(),
             image_channels: self
                 .vae
@@ -131,6 +133,8 @@ pub struct ModelFacts {
     pub family: &'static str,
     /// The sampler names that fit the model, the first the default.
     pub samplers: &'static [&'static str],
+    /// The family's fast sampler and steps, the page's and API's default.
+    pub fast_sampling: DefaultSampling,
     /// Side of the generated images in pixels.
     pub image_size: usize,
     /// Channels of the generated images (1 or 3).

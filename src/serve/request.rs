@@ -303,24 +303,16 @@ fn bounded_integer(v: &Value, name: &str, min: u64, max: u64) -> Result<u64, Api
     }
 }
 
-/// The fast sampler of a model's family: DPM-Solver++(2M) or Heun's ODE.
-fn default_sampler(model: &ModelFacts) -> &'static str {
-    if model.samplers.contains(&"dpm++") {
-        "dpm++"
-    } else {
-        "ode-heun"
-    }
-}
-
 impl Defaults {
-    /// 1 image, 25 steps of a fast sampler (DPM-Solver++(2M) for a DiT,
-    /// Heun's ODE for a SiT), and guidance 4 when the model can be guided;
-    /// `dit sample`'s own (250 DDPM steps) is one request field away.
+    /// 1 image, the family's fast sampler ([`crate::sample::DefaultSampling::fast`]:
+    /// DPM-Solver++(2M) for a DiT, Heun's ODE for a SiT, 25 steps), and
+    /// guidance 4 when the model can be guided; the papers' samplers are one
+    /// request field away.
     pub fn for_model(model: &ModelFacts) -> Self {
         Self {
             n: 1,
-            steps: 25.min(model.max_steps),
-            sampler: default_sampler(model),
+            steps: model.fast_sampling.steps.min(model.max_steps),
+            sampler: model.fast_sampling.sampler,
             guidance_scale: if model.config.null_class().is_some() {
                 4.0
             } else {

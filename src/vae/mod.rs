@@ -32,6 +32,7 @@ pub mod weights;
 pub use config::VaeConfig;
 pub use posterior::Posterior;
 
+use crate::compute::Precision;
 use crate::{bail, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::Conv2d;
@@ -41,10 +42,15 @@ use std::collections::HashMap;
 use std::path::Path;
 use weights::Weights;
 
-/// An AutoencoderKL ready for inference (f32).
+/// An AutoencoderKL ready for inference (f32, or its 3×3 convolutions in
+/// bf16: [`Vae::with_precision`]).
 #[derive(Clone, Debug)]
 pub struct Vae {
     config: VaeConfig,
+    /// The prepared state dict (shared with the layers), to rebuild them in
+    /// another precision.
+    tensors: HashMap<String, Tensor>,
+    precision: Precision,
     encoder: Encoder,
     decoder: Decoder,
     quant_conv: Option<Conv2d>,
@@ -71,7 +77,7 @@ impl Vae {
     pub fn load_with_config(path: &Path, config: VaeConfig, device: &Device) -> Result<Vae> {
         config.validate()?;
         let tensors = checkpoint::read(path, &config, device)?;
-        Self::build(config, &tensors)
+        Self::build(config, tensors, Precision::F32)
     }
 
     /// Builds from an in-memory state dict (diffusers names, old or new);
@@ -83,11 +89,30 @@ impl Vae {
     ) -> Result<Vae> {
         config.validate()?;
         let tensors = checkpoint::prepare(&config, tensors, device, "state dict")?;
-        Self::build(config, &tensors)
+        Self::build(config, tensors, Precision::F32)
     }
 
-    fn build(config: VaeConfig, tensors: &HashMap<String, Tensor>) -> Result<Vae> {
-        let w = Weights::new(tensors);
+    /// The same network with its 3×3 convolutions (nearly all of its
+    /// arithmetic) in `precision`; bf16 rounds their weights and inputs to
+    /// bf16 and accumulates in f32. The norms, the mid-block attention, the
+    /// 1×1 and stride-2 convolutions stay f32.
+    pub fn with_precision(self, precision: Precision) -> Result<Vae> {
+        if precision == self.precision {
+            return Ok(self);
+        }
+        Self::build(self.config, self.tensors, precision)
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    fn build(
+        config: VaeConfig,
+        tensors: HashMap<String, Tensor>,
+        precision: Precision,
+    ) -> Result<Vae> {
+        let w = Weights::in_precision(&tensors, precision);
         let quant_conv = if config.use_quant_conv {
             Some(w.conv2d("quant_conv", 0, 1)?)
         } else {
@@ -105,6 +130,8 @@ impl Vae {
             post_quant_conv,
             device: w.device()?,
             config,
+            tensors,
+            precision,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Named-tensor lookup while assembling the network from a checked state dict.
 
 use super::conv::Conv3x3;
+use crate::compute::Precision;
 use crate::{Context, Result};
 use candle_core::Tensor;
 use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear};
@@ -14,13 +15,20 @@ pub const NORM_EPS: f64 = 1e-6;
 pub struct Weights<'a> {
     tensors: &'a HashMap<String, Tensor>,
     prefix: String,
+    /// The arithmetic of the 3×3 convolutions built from this view.
+    precision: Precision,
 }
 
 impl<'a> Weights<'a> {
     pub fn new(tensors: &'a HashMap<String, Tensor>) -> Self {
+        Self::in_precision(tensors, Precision::F32)
+    }
+
+    pub fn in_precision(tensors: &'a HashMap<String, Tensor>, precision: Precision) -> Self {
         Self {
             tensors,
             prefix: String::new(),
+            precision,
         }
     }
 
@@ -29,6 +37,7 @@ impl<'a> Weights<'a> {
         Self {
             tensors: self.tensors,
             prefix: format!("{}{name}.", self.prefix),
+            precision: self.precision,
         }
     }
 
@@ -64,10 +73,11 @@ impl<'a> Weights<'a> {
         Ok(Conv2d::new(w.get("weight")?, Some(w.get("bias")?), config))
     }
 
-    /// A 3×3 conv with bias and padding 1 (every stride-1 conv of the VAE).
+    /// A 3×3 conv with bias and padding 1 (every stride-1 conv of the VAE),
+    /// in the view's precision.
     pub fn conv3x3(&self, name: &str) -> Result<Conv3x3> {
         let w = self.pp(name);
-        Conv3x3::new(w.get("weight")?, w.get("bias")?)
+        Conv3x3::new_in(self.precision, w.get("weight")?, w.get("bias")?)
     }
 
     pub fn linear(&self, name: &str) -> Result<Linear> {

@@ -163,6 +163,19 @@ fn compare_images_with_precision_recall() {
     assert_eq!(report["samples"]["images"], 5);
     assert_eq!(report["samples"]["features"], 5);
     assert_eq!(report["k"], 2);
+    // FID's features are f32 only: bf16 is refused, not silently ignored.
+    let refused = failure(dit(&[
+        "eval",
+        "--samples",
+        s(&batch),
+        "--ref",
+        s(&batch),
+        "--inception",
+        s(&pt),
+        "--precision",
+        "bf16",
+    ]));
+    assert!(refused.contains("f32 only"), "{refused}");
 }
 
 #[test]

@@ -4,11 +4,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bf16;
 mod checkpoint_errors;
 mod gradients;
 mod init;
 mod nan_guard;
 mod ops_attention;
+mod ops_fused_branches;
 mod ops_gated_residual;
 mod ops_gelu;
 mod ops_layer_norm_modulate;

@@ -6,7 +6,7 @@
 use crate::support::model as common;
 
 use candle_core::{Device, Tensor};
-use common::{assert_close, det_uniform};
+use common::{assert_close, det_uniform, errors};
 use dit::vae::params::param_specs;
 use dit::vae::{Vae, VaeConfig};
 use std::collections::HashMap;
@@ -131,4 +131,42 @@ fn time_256_encode_decode() {
         vae.decode(&latents).unwrap();
     });
     println!("256x256 encode {encode:.3} s, decode {decode:.3} s (best of 3)");
+}
+
+/// bf16 convolutions (`--precision bf16`): encode and decode within bf16
+/// rounding of the f32 network and of diffusers' f32 outputs (rel-L2 < 2e-2),
+/// on the full SD configuration's fixture; the f32 network is unchanged.
+#[test]
+fn full_sd_config_in_bf16_stays_near_f32() {
+    use crate::support::compare::within;
+    let config = VaeConfig::default();
+    let f32_vae = Vae::from_tensors(config.clone(), det_weights(&config), &Device::Cpu).unwrap();
+    let bf16_vae = f32_vae
+        .clone()
+        .with_precision(dit::compute::Precision::Bf16)
+        .unwrap();
+    let io = load_io("full_io.safetensors");
+    check(
+        "sd-vae-ft-mse config (f32 after a bf16 copy)",
+        &f32_vae,
+        &io,
+    );
+    let ours = |vae: &Vae| {
+        let posterior = vae.encode(&io["images"]).unwrap();
+        (
+            posterior.mean().clone(),
+            vae.decode(&io["latents"]).unwrap(),
+        )
+    };
+    let ((mean32, dec32), (mean16, dec16)) = (ours(&f32_vae), ours(&bf16_vae));
+    for (what, bf16, f32, reference) in [
+        ("encode mean", &mean16, &mean32, &io["mean"]),
+        ("decode", &dec16, &dec32, &io["decoded"]),
+    ] {
+        let (_, own) = errors(bf16, f32);
+        let (_, vs_diffusers) = errors(bf16, reference);
+        eprintln!("bf16 {what}: vs dit f32 {own:.2e}, vs diffusers f32 {vs_diffusers:.2e}");
+        assert!(within(own, 2e-2) && own > 0.0, "{what}: {own:e}");
+        assert!(within(vs_diffusers, 2e-2), "{what}: {vs_diffusers:e}");
+    }
 }

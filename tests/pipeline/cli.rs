@@ -212,6 +212,7 @@ fn bad_numbers_and_devices_are_refused_by_name() {
     let run = dir.path().join("run");
     let mut train = vec!["train", "--steps", "1", "--out", run.to_str().unwrap()];
     train.extend(TINY_EMBEDDED);
+    train.extend(["--objective", "ddpm"]);
     let (ok, _, stderr) = dit(&train);
     assert!(ok, "{stderr}");
     let ckpt = run.to_str().unwrap();
@@ -229,6 +230,21 @@ fn bad_numbers_and_devices_are_refused_by_name() {
             !dir.path().join("samples.png").exists(),
             "an image was written"
         );
+    }
+    // A pixel-space DDPM model samples with DPM-Solver++ at 25 steps unless
+    // told; naming the paper's sampler brings the paper's 250 steps.
+    for (extra, expected) in [
+        (None, "(25 steps, dpm++, guidance 4)"),
+        (Some("ddpm"), "(250 steps, ddpm, guidance 4)"),
+    ] {
+        let npz = dir.path().join("defaults.npz");
+        let mut args = vec!["sample", "--ckpt", ckpt, "--class", "0", "--npz"];
+        args.push(npz.to_str().unwrap());
+        if let Some(sampler) = extra {
+            args.extend(["--sampler", sampler]);
+        }
+        let (ok, _, stderr) = dit(&args);
+        assert!(ok && stderr.contains(expected), "{args:?}: {stderr}");
     }
     let (ok, _, stderr) = dit(&["train", "--device", "tpu", "--steps", "1"]);
     assert!(!ok && stderr.contains("unknown device 'tpu'"), "{stderr}");
@@ -324,26 +340,20 @@ fn an_official_sit_checkpoint_is_told_and_sampled() {
 }
 
 #[test]
-fn a_sit_run_trains_previews_and_samples_with_its_own_sampler() {
+fn the_embedded_run_is_sit_by_default_and_samples_with_its_own_sampler() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("sit");
     let run_s = run.to_str().unwrap();
-    let mut args = vec![
-        "train",
-        "--objective",
-        "sit",
-        "--steps",
-        "2",
-        "--out",
-        run_s,
-    ];
+    // No --objective: the embedded data's default.
+    let mut args = vec!["train", "--steps", "2", "--out", run_s];
     args.extend(&TINY_MODEL[..8]);
     args.extend(["--batch-size", "4", "--sample-every", "2"]);
     let (ok, stdout, stderr) = dit(&args);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("training custom SiT"), "{stdout}");
     assert!(run.join("samples/latest.png").is_file());
-    // Sampled without naming a sampler: the checkpoint says SiT, so ode-dopri5.
+    // Sampled without naming a sampler: the checkpoint says SiT and the
+    // model is a pixel-space one, so the fast Heun ODE at 25 grid points.
     let grid = dir.path().join("grid.png");
     let (ok, _, stderr) = dit(&[
         "sample",
@@ -354,6 +364,39 @@ fn a_sit_run_trains_previews_and_samples_with_its_own_sampler() {
         "-o",
         grid.to_str().unwrap(),
     ]);
-    assert!(ok && stderr.contains("ode-dopri5"), "{stderr}");
+    assert!(
+        ok && stderr.contains("(25 steps, ode-heun, guidance 4)"),
+        "{stderr}"
+    );
     assert!(grid.is_file());
+
+    // --per-class: every class (or every listed one) that many times, in order.
+    let npz = dir.path().join("per-class.npz");
+    let sample_per_class = |extra: &[&str]| {
+        let mut args = vec![
+            "sample",
+            "--ckpt",
+            run_s,
+            "--per-class",
+            "2",
+            "--steps",
+            "2",
+        ];
+        args.extend(extra);
+        args.extend(["--npz", npz.to_str().unwrap()]);
+        let (ok, _, stderr) = dit(&args);
+        assert!(ok, "{stderr}");
+        match dit::formats::npz::read(&npz, dit::formats::npz::LABELS).unwrap() {
+            dit::formats::npz::Array::U32 { data, .. } => data,
+            other => panic!("labels stored as {:?}", other.element()),
+        }
+    };
+    let every: Vec<u32> = (0..10).flat_map(|c| [c, c]).collect();
+    assert_eq!(sample_per_class(&[]), every);
+    assert_eq!(
+        sample_per_class(&["--class", "Bag,trouser"]),
+        vec![8, 8, 1, 1]
+    );
+    let (ok, _, stderr) = dit(&["sample", "--ckpt", run_s, "--per-class", "0"]);
+    assert!(!ok && stderr.contains("--per-class"), "{stderr}");
 }

@@ -1,7 +1,7 @@
 //! The training loop: exact resume, atomic checkpoints, divergence, refusals.
 
 use candle_core::{DType, Device};
-use dit::compute::Compute;
+use dit::compute::{Compute, Precision};
 use dit::data::{DataError, Dataset, FashionMnist};
 use dit::model::{Dit, DitConfig};
 use dit::train::{TrainCheckpoint, TrainConfig, TrainJob, TrainOutcome};
@@ -41,6 +41,16 @@ fn config(steps: u64) -> TrainConfig {
 }
 
 fn job(dataset: Arc<dyn Dataset>, out: &Path, steps: u64, resume: Option<PathBuf>) -> TrainJob {
+    job_in(Precision::F32, dataset, out, steps, resume)
+}
+
+fn job_in(
+    precision: Precision,
+    dataset: Arc<dyn Dataset>,
+    out: &Path,
+    steps: u64,
+    resume: Option<PathBuf>,
+) -> TrainJob {
     TrainJob {
         model: tiny_model(),
         objective: Default::default(),
@@ -49,7 +59,10 @@ fn job(dataset: Arc<dyn Dataset>, out: &Path, steps: u64, resume: Option<PathBuf
         data_source: "fashion-mnist (embedded)".into(),
         out_dir: out.to_path_buf(),
         resume,
-        compute: Compute::cpu(),
+        compute: Compute {
+            precision,
+            ..Compute::cpu()
+        },
         skip_bad_images: false,
         latent_scale: None,
     }
@@ -98,14 +111,15 @@ fn bits(ckpt: &TrainCheckpoint) -> Vec<(String, Vec<u32>)> {
     out
 }
 
-/// 20 steps straight, against 10 steps, a resume and 10 more, with `objective`.
-fn check_resume_is_bit_identical(objective: ObjectiveConfig) {
+/// 20 steps straight, against 10 steps, a resume and 10 more, with
+/// `objective` and the products in `precision`.
+fn check_resume_is_bit_identical(objective: ObjectiveConfig, precision: Precision) {
     let dir = tempfile::tempdir().unwrap();
     let straight = dir.path().join("straight");
     let split = dir.path().join("split");
     let with = |out: &Path, steps, resume| TrainJob {
         objective: objective.clone(),
-        ..job(fashion(), out, steps, resume)
+        ..job_in(precision, fashion(), out, steps, resume)
     };
     let full = train(with(&straight, 20, None)).unwrap();
     let half = train(with(&split, 10, None)).unwrap();
@@ -139,12 +153,20 @@ fn check_resume_is_bit_identical(objective: ObjectiveConfig) {
 
 #[test]
 fn resume_is_bit_identical_to_an_uninterrupted_run() {
-    check_resume_is_bit_identical(ObjectiveConfig::default());
+    check_resume_is_bit_identical(ObjectiveConfig::default(), Precision::F32);
+}
+
+#[test]
+fn bf16_resume_is_bit_identical_to_an_uninterrupted_run() {
+    check_resume_is_bit_identical(ObjectiveConfig::default(), Precision::Bf16);
 }
 
 #[test]
 fn sit_training_resumes_bit_identically() {
-    check_resume_is_bit_identical(ObjectiveConfig::Sit(TransportConfig::default()));
+    check_resume_is_bit_identical(
+        ObjectiveConfig::Sit(TransportConfig::default()),
+        Precision::F32,
+    );
 }
 
 #[test]

@@ -93,6 +93,8 @@ fn url_format_serves_the_same_bytes_by_job_id() {
             "8",
             "--cfg-scale",
             "1",
+            "--sampler",
+            "ddpm",
         ],
         2,
     );
