@@ -35,6 +35,12 @@ echo "built $bin in $((end - start)) s: $(du -m "$bin" | cut -f1) MiB ($(stat -c
 # The CUDA libraries the binary will look for at run time.
 echo "needs: $(readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')"
 
+# The pipeline tests compile against this build too (with --features nccl,
+# dist::nccl's GPU test, which runs where a GPU is).
+start=$(date +%s)
+CARGO_TARGET_DIR=$target cargo test --release --no-run --features cuda "$@" --test pipeline
+echo "compiled the pipeline tests in $(($(date +%s) - start)) s"
+
 if [ "$xz" = 1 ]; then
   start=$(date +%s)
   xz -T2 -6 -k -f "$bin"
