@@ -139,7 +139,10 @@ def train_dit(args, seed, out, precision):
            "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
            "--warmup-steps", str(args.warmup), "--grad-clip", str(args.grad_clip), "--seed", str(seed),
            "--sample-every", "0", "--checkpoint-every", str(args.steps), "--out", out,
-           "--precision", precision]
+           "--precision", precision,
+           # The PyTorch side trains DiT's diffusion at a constant lr after the
+           # warm-up: name both, since the embedded run's defaults are SiT and cosine.
+           "--objective", "ddpm", "--lr-schedule", "constant"]
     result = subprocess.run(cmd, capture_output=True, text=True, check=True)
     ckpt = re.search(r"checkpoint (\S+\.safetensors)", result.stdout).group(1)
     # metrics.jsonl holds the mean loss of each block of 10 steps (at these

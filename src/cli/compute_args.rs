@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use dit::compute::Compute;
+use dit::compute::{Compute, Precision};
 
 #[derive(Args, Debug, Clone)]
 pub struct ComputeArgs {
@@ -13,13 +13,21 @@ pub struct ComputeArgs {
     /// Arithmetic of the matrix products: f32, or bf16 (the DiT's linear
     /// maps and attention, and the VAE's 3×3 convolutions, take bf16 inputs
     /// and accumulate in f32). Weights, optimiser state, norms, softmax and
-    /// the diffusion's arithmetic stay in f32.
-    #[arg(long, default_value = "f32")]
-    pub precision: String,
+    /// the diffusion's arithmetic stay in f32 [default: f32; for the
+    /// embedded demo's `dit train`, bf16 where the CPU has AMX or AVX512-BF16].
+    #[arg(long)]
+    pub precision: Option<String>,
 }
 
 impl ComputeArgs {
+    /// The device and precision asked for, f32 unless `--precision` says otherwise.
     pub fn compute(&self) -> Result<Compute> {
-        Ok(Compute::parse(&self.device, &self.precision)?)
+        let precision = self.precision.as_deref().unwrap_or(Precision::F32.name());
+        Ok(Compute::parse(&self.device, precision)?)
+    }
+
+    /// `--precision` when given.
+    pub fn given_precision(&self) -> Result<Option<Precision>> {
+        Ok(self.precision.as_deref().map(str::parse).transpose()?)
     }
 }

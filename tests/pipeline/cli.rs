@@ -351,6 +351,12 @@ fn the_embedded_run_is_sit_by_default_and_samples_with_its_own_sampler() {
     let (ok, stdout, stderr) = dit(&args);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("training custom SiT"), "{stdout}");
+    // No --precision: bf16 where this CPU multiplies bf16 in hardware.
+    let precision = dit::compute::Precision::fastest_on_cpu();
+    assert!(
+        stdout.contains(&format!("steps of batch 4 on cpu, {precision};")),
+        "{stdout}"
+    );
     assert!(run.join("samples/latest.png").is_file());
     // Sampled without naming a sampler: the checkpoint says SiT and the
     // model is a pixel-space one, so the fast Heun ODE at 25 grid points.

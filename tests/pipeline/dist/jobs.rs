@@ -14,11 +14,19 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A tiny model on the embedded data with a global batch of 32.
-// DDPM named: the figures in docs/distributed.md were measured with it (the
-// embedded run's default is SiT).
-const TINY: [&str; 14] = crate::cli::concat_flags(
+// DDPM and f32 named: the figures in docs/distributed.md were measured with
+// them (the embedded run's defaults are SiT, and bf16 on CPUs with AMX or
+// AVX512-BF16).
+const TINY: [&str; 16] = crate::cli::concat_flags(
     crate::cli::TINY_MODEL,
-    ["--batch-size", "32", "--objective", "ddpm"],
+    [
+        "--batch-size",
+        "32",
+        "--objective",
+        "ddpm",
+        "--precision",
+        "f32",
+    ],
 );
 
 /// `dit train` of [`TINY`] for `steps` steps into `out`, a checkpoint every
