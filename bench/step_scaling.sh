@@ -23,7 +23,9 @@ fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-common=(train --steps "$STEPS" --batch-size "$BATCH" --sample-every 0 --checkpoint-every 100000)
+# f32 unless PRECISION says otherwise: the embedded default is bf16 on CPUs with
+# AMX or AVX512-BF16, and docs/scaling.md's figures are f32.
+common=(train --steps "$STEPS" --batch-size "$BATCH" --sample-every 0 --checkpoint-every 100000 --precision "${PRECISION:-f32}")
 
 rate() {
   python3 - "$1" <<'PY'
