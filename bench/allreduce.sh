@@ -13,16 +13,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-mpi.sh
 NP="${NP:-2}"
 MIB="${MIB:-4,64,256}"
 ITERS="${ITERS:-20}"
-if [ -z "${DIT:-}" ]; then
-  cargo build --release --features mpi --bin dit
-  DIT="${CARGO_TARGET_DIR:-target}/release/dit"
-fi
-
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# shellcheck source=bench/mpi_dit.sh
+source bench/mpi_dit.sh
 echo "# load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $(mpirun --version | head -1); $NP ranks on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 mpirun -np "$NP" --oversubscribe "$DIT" comm-check bench --mib "$MIB" --iters "$ITERS"

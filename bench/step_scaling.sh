@@ -13,14 +13,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-mpi.sh >/dev/null
 STEPS="${STEPS:-60}"
 BATCH="${BATCH:-32}"
-if [ -z "${DIT:-}" ]; then
-  cargo build --release --features mpi --bin dit
-  DIT="${CARGO_TARGET_DIR:-target}/release/dit"
-fi
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# shellcheck source=bench/mpi_dit.sh
+source bench/mpi_dit.sh
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 # f32 unless PRECISION says otherwise: the embedded default is bf16 on CPUs with

@@ -17,8 +17,10 @@ cd "$(dirname "$0")/.."
 xz=0
 if [ "${1:-}" = --xz ]; then xz=1; shift; fi
 
-# A build with NCCL (`--features nccl`) links libnccl: install its wheel too.
-case " $* " in *nccl*) export DIT_CUDA_NCCL=1 ;; esac
+# A build with NCCL (`--features nccl`, which includes `mpi`) links libnccl
+# and OpenMPI: install its wheel and OpenMPI too, so that this script alone
+# works on a fresh machine.
+case " $* " in *nccl*) export DIT_CUDA_NCCL=1; scripts/install-mpi.sh ;; esac
 scripts/install-cuda-toolkit.sh
 # shellcheck source=/dev/null
 source .cache/cuda-env.sh

@@ -103,14 +103,6 @@ impl Compute {
         }
     }
 
-    /// From the command line's `--device` and `--precision` values.
-    pub fn parse(device: &str, precision: &str) -> Result<Self> {
-        Ok(Self {
-            device: parse_device(device)?,
-            precision: precision.parse()?,
-        })
-    }
-
     /// Parameters, optimiser moments and EMA weights: always f32.
     pub fn master_dtype(&self) -> DType {
         DType::F32

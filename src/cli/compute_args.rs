@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use dit::compute::{Compute, Precision};
+use dit::compute::{parse_device, Compute, Precision};
 
 #[derive(Args, Debug, Clone)]
 pub struct ComputeArgs {
@@ -22,12 +22,10 @@ pub struct ComputeArgs {
 impl ComputeArgs {
     /// The device and precision asked for, f32 unless `--precision` says otherwise.
     pub fn compute(&self) -> Result<Compute> {
-        let precision = self.precision.as_deref().unwrap_or(Precision::F32.name());
-        Ok(Compute::parse(&self.device, precision)?)
-    }
-
-    /// `--precision` when given.
-    pub fn given_precision(&self) -> Result<Option<Precision>> {
-        Ok(self.precision.as_deref().map(str::parse).transpose()?)
+        let precision: Option<Precision> = self.precision.as_deref().map(str::parse).transpose()?;
+        Ok(Compute {
+            device: parse_device(&self.device)?,
+            precision: precision.unwrap_or_default(),
+        })
     }
 }

@@ -200,7 +200,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let (precision, steps) = precision_and_steps(
         embedded,
         hardware_bf16,
-        args.compute.given_precision()?,
+        // What --precision named (already parsed into `compute`), if anything.
+        args.compute
+            .precision
+            .is_some()
+            .then_some(compute.precision),
         args.steps,
     );
     compute.precision = precision;
