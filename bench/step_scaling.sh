@@ -3,8 +3,8 @@
 # process and split over MPI ranks (`dit train --distributed`), the threads
 # divided between the ranks so that every run uses the same cores.
 #
-#   bench/step_scaling.sh                       # 60 steps, batch 32: 1 rank x 2 threads,
-#                                               # 1 x 1, 2 ranks x 1
+#   bench/step_scaling.sh                       # 60 steps, batch 32: 1 rank x 2 threads
+#                                               # (whole batch, then 2 parts), 1 x 1, 2 ranks x 1
 #   STEPS=100 BATCH=64 bench/step_scaling.sh
 #   DIT=target/release/dit bench/step_scaling.sh  # a dit built with --features mpi
 #
@@ -33,9 +33,11 @@ PY
 }
 
 echo "# load average $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; global batch $BATCH, $STEPS steps"
-RAYON_NUM_THREADS=2 "$DIT" "${common[@]}" --out "$tmp/r1t2" >/dev/null 2>&1
-echo "1 rank, 2 threads:  $(rate "$tmp/r1t2/metrics.jsonl")"
-RAYON_NUM_THREADS=1 "$DIT" "${common[@]}" --out "$tmp/r1t1" >/dev/null 2>&1
+RAYON_NUM_THREADS=2 "$DIT" "${common[@]}" --batch-split 1 --out "$tmp/r1t2" >/dev/null 2>&1
+echo "1 rank, 2 threads, whole batch: $(rate "$tmp/r1t2/metrics.jsonl")"
+RAYON_NUM_THREADS=2 "$DIT" "${common[@]}" --batch-split 2 --out "$tmp/r1p2" >/dev/null 2>&1
+echo "1 rank, 2 parts x 1 thread:     $(rate "$tmp/r1p2/metrics.jsonl")"
+RAYON_NUM_THREADS=1 "$DIT" "${common[@]}" --batch-split 1 --out "$tmp/r1t1" >/dev/null 2>&1
 echo "1 rank, 1 thread:   $(rate "$tmp/r1t1/metrics.jsonl")"
-mpirun -np 2 --oversubscribe -x RAYON_NUM_THREADS=1 "$DIT" "${common[@]}" --distributed --out "$tmp/r2t1" >/dev/null 2>&1
+mpirun -np 2 --oversubscribe -x RAYON_NUM_THREADS=1 "$DIT" "${common[@]}" --batch-split 1 --distributed --out "$tmp/r2t1" >/dev/null 2>&1
 echo "2 ranks, 1 thread each: $(rate "$tmp/r2t1/metrics.jsonl")"

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};
 use dit::compute::Precision;
 use dit::diffusion::{DiffusionConfig, GaussianDiffusion};
+use dit::dist::{sum_grads, BatchSplit};
 use dit::model::{Dit, DitConfig};
 use dit::train::{AdamW, AdamWConfig};
 use std::collections::HashMap;
@@ -23,6 +24,9 @@ struct Args {
     warmup: usize,
     iters: usize,
     precision: Precision,
+    /// Training steps: the batch computed as this many parts at once
+    /// (`dit train --batch-split`; by default as `dit train` does).
+    split: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -33,6 +37,7 @@ fn parse_args() -> Result<Args> {
         warmup: 2,
         iters: 5,
         precision: Precision::F32,
+        split: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,6 +55,7 @@ fn parse_args() -> Result<Args> {
             "--warmup" => a.warmup = value.parse()?,
             "--iters" => a.iters = value.parse()?,
             "--precision" => a.precision = value.parse()?,
+            "--split" => a.split = value.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -92,7 +98,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> Result<()> {
     dit::ops::runtime::init();
-    let args = parse_args()?;
+    let mut args = parse_args()?;
+    if args.split == 0 {
+        args.split = BatchSplit::default_parts(&Device::Cpu, args.batch);
+    }
+    if args.split > 1 && std::env::var_os("BENCH_CANDLE_POOL").is_none() {
+        dit::ops::runtime::inline_elementwise_ops();
+    }
+    let split = BatchSplit::sharing_threads(args.split)?;
     let cfg = DitConfig::preset(&args.model, 32)?;
     let dev = Device::Cpu;
     let n = args.batch;
@@ -128,21 +141,29 @@ fn main() -> Result<()> {
     let y: Vec<u32> = (0..n).map(|i| ((i * 131) % 1000) as u32).collect();
     let y = Tensor::from_vec(y, n, &dev)?;
     let diffusion = GaussianDiffusion::new(&DiffusionConfig::default())?;
-    let mut opt = AdamW::new(params, AdamWConfig::default())?;
+    let mut opt = AdamW::new(params.clone(), AdamWConfig::default())?;
 
     let mut step = || -> Result<()> {
         if args.train {
-            let terms = diffusion.training_losses(
-                |xt, tt| model.forward(xt, tt, &y),
-                &x,
-                &t_idx,
-                &noise,
-            )?;
-            let grads = terms.loss.mean_all()?.backward()?;
-            opt.step(&grads)?;
+            let parts = split.run(n, |part| {
+                let slice = |t: &Tensor| t.narrow(0, part.start, part.len());
+                let y = slice(&y)?;
+                let terms = diffusion.training_losses(
+                    |xt, tt| model.forward(xt, tt, &y),
+                    &slice(&x)?,
+                    &slice(&t_idx)?,
+                    &slice(&noise)?,
+                )?;
+                Ok((terms.loss.sum_all()? / n as f64)?.backward()?)
+            })?;
+            opt.step(&sum_grads(parts, &params)?)?;
         } else {
             let t = diffusion.model_timesteps(&t_idx)?;
-            let out = model.forward(&x, &t, &y)?;
+            let parts = split.run(n, |part| {
+                let slice = |a: &Tensor| a.narrow(0, part.start, part.len());
+                model.forward(&slice(&x)?, &slice(&t)?, &slice(&y)?)
+            })?;
+            let out = Tensor::cat(&parts, 0)?;
             out.flatten_all()?.get(0)?.to_scalar::<f32>()?;
         }
         Ok(())
@@ -159,12 +180,13 @@ fn main() -> Result<()> {
     }
     let cpu_per_step = (cpu_ms()? - cpu_start) / args.iters as f64;
     println!(
-        "{{\"side\": \"dit\", \"model\": \"{}\", \"batch\": {}, \"mode\": \"{}\", \"precision\": \"{}\", \"bf16_kernel\": \"{}\", \"median_ms\": {:.1}, \"cpu_ms\": {:.1}, \"times_ms\": {:?}, \"peak_rss_mib\": {:.0}}}",
+        "{{\"side\": \"dit\", \"model\": \"{}\", \"batch\": {}, \"mode\": \"{}\", \"precision\": \"{}\", \"bf16_kernel\": \"{}\", \"batch_parts\": {}, \"median_ms\": {:.1}, \"cpu_ms\": {:.1}, \"times_ms\": {:?}, \"peak_rss_mib\": {:.0}}}",
         args.model,
         n,
         if args.train { "train" } else { "forward" },
         args.precision,
         dit::ops::bf16::kernel().name(),
+        args.split,
         median(times.clone()),
         cpu_per_step,
         times.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>(),

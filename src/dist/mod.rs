@@ -29,6 +29,7 @@
 //! panic), so such a rank cannot leave the others hanging. A rank that hangs
 //! without failing is caught by [`Watched`], a time limit on collectives.
 
+mod batch_split;
 mod bucket;
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -41,6 +42,7 @@ mod watched;
 pub use self::mpi::{Mpi, NO_IN_PLACE_VARIABLE};
 #[cfg(feature = "nccl")]
 pub use self::nccl::Nccl;
+pub use batch_split::{sum_grads, BatchSplit};
 pub use bucket::{BucketedAllReduce, Reduction, DEFAULT_BUCKET_BYTES};
 pub use single::SingleProcess;
 pub use watched::Watched;

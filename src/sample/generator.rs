@@ -10,6 +10,7 @@ use crate::diffusion::{
     guidance::double_batch, ClassifierFreeGuidance, GaussianDiffusion, GuidanceChannels,
     NoiseSource, SampleOptions, SampleStep, Sampler,
 };
+use crate::dist::BatchSplit;
 use crate::model::Dit;
 use crate::transport::{Hooks, ObjectiveConfig, SamplerConfig, Transport};
 use crate::{bail, Context, Result};
@@ -113,6 +114,10 @@ pub struct SampleSettings {
     pub seed: u64,
     /// Diffusion samplers: clip x̂0 to [−1, 1] at every step.
     pub clip_denoised: bool,
+    /// Run each model call as this many parts of the batch at once, each on
+    /// its own worker ([`BatchSplit`]); 1: the whole batch on the calling
+    /// thread's pool. Every sample's arithmetic is its own either way.
+    pub batch_parts: usize,
 }
 
 impl Default for SampleSettings {
@@ -125,6 +130,7 @@ impl Default for SampleSettings {
             guidance_channels: GuidanceChannels::Official,
             seed: 0,
             clip_denoised: false,
+            batch_parts: 1,
         }
     }
 }
@@ -139,6 +145,7 @@ pub struct Generator<'a> {
     model: &'a Dit,
     process: Process,
     settings: SampleSettings,
+    split: BatchSplit,
 }
 
 impl<'a> Generator<'a> {
@@ -188,6 +195,7 @@ impl<'a> Generator<'a> {
         Ok(Self {
             model,
             process,
+            split: BatchSplit::sharing_threads(settings.batch_parts.max(1))?,
             settings,
         })
     }
@@ -256,17 +264,27 @@ impl<'a> Generator<'a> {
         let null = cfg.null_class();
         // t is whatever the process feeds the network: original DDPM
         // timesteps, or SiT's times in [0, 1].
-        let mut denoise = |x: &Tensor, t: &Tensor| -> Result<Tensor> {
+        let denoise_part = |x: &Tensor, t: &Tensor, y: &Tensor| -> Result<Tensor> {
             let out = match null.filter(|_| guidance.scale != 1.0) {
                 Some(null) => {
-                    let (x2, t2, y2) = double_batch(x, t, &y, null)?;
+                    let (x2, t2, y2) = double_batch(x, t, y, null)?;
                     let out = self.model.forward_with_cfg(&x2, &t2, &y2, &guidance)?;
-                    out.narrow(0, 0, n)?
+                    out.narrow(0, 0, x.dim(0)?)?
                 }
-                None => self.model.forward(x, t, &y)?,
+                None => self.model.forward(x, t, y)?,
             };
             // Whatever the weights are (even Vars), a sampling loop keeps no graph.
             Ok(out.detach())
+        };
+        let mut denoise = |x: &Tensor, t: &Tensor| -> Result<Tensor> {
+            if self.split.parts() == 1 || n < self.split.parts() {
+                return denoise_part(x, t, &y);
+            }
+            let parts = self.split.run(n, |part| {
+                let slice = |a: &Tensor| a.narrow(0, part.start, part.len());
+                denoise_part(&slice(x)?, &slice(t)?, &slice(&y)?)
+            })?;
+            Ok(Tensor::cat(&parts, 0)?)
         };
         let shape = [n, cfg.in_channels, cfg.input_size, cfg.input_size];
         match &self.process {

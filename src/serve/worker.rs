@@ -11,6 +11,7 @@
 use super::jobs::{BatchPolicy, GeneratedImage, Job, JobOutput, JobStatus, Preview, Scheduler};
 use super::model::ServedModel;
 use crate::diffusion::{GuidanceChannels, NoiseSource};
+use crate::dist::BatchSplit;
 use crate::sample::images::{grid_u8, png_bytes, to_u8};
 use crate::sample::{Generator, SampleSettings, SampledImages};
 use crate::{Context, Result};
@@ -78,6 +79,10 @@ fn run_batch(
         // Unused: each job brings its own noise below.
         seed: 0,
         clip_denoised: served.clip_denoised(),
+        batch_parts: BatchSplit::default_parts(
+            served.model.device(),
+            batch.iter().map(|j| j.spec.n).sum(),
+        ),
     };
     let generator = Generator::new(&served.model, &served.objective, settings)?;
     let total = generator.num_steps();

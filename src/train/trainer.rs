@@ -14,7 +14,9 @@ use super::records::{Records, StepFigures, TrainObserver};
 use super::step_noise;
 use crate::compute::Compute;
 use crate::data::{Dataset, Loader, LoaderConfig, LoaderState};
-use crate::dist::{BatchShare, BucketedAllReduce, Communicator, Reduction, SingleProcess};
+use crate::dist::{
+    sum_grads, BatchShare, BatchSplit, BucketedAllReduce, Communicator, Reduction, SingleProcess,
+};
 use crate::model::params::initial_tensors;
 use crate::model::{Dit, DitConfig};
 use crate::sample::sheet::{contact_sheet, SheetRow};
@@ -50,6 +52,11 @@ pub struct TrainJob {
     /// moments `[mean, logvar]` (2C channels) and the trainer draws
     /// `z = scale·(mean + exp(logvar/2)·ε)` afresh every step.
     pub latent_scale: Option<f64>,
+    /// Compute every batch (this process's share of it) as this many parts
+    /// at once, each on its own worker thread ([`BatchSplit`]); 1: whole,
+    /// on the calling thread's pool. Only the order of float additions
+    /// depends on it, so a run may resume with another.
+    pub batch_parts: usize,
 }
 
 /// What a finished run reports.
@@ -102,6 +109,8 @@ pub struct TrainRun {
     comm: Arc<dyn Communicator>,
     /// This process's samples of every batch.
     share: BatchShare,
+    /// How this process computes its share.
+    split: BatchSplit,
     data: DataSpec,
     objective: Objective,
     /// Trainable parameters in a fixed (sorted) order.
@@ -153,6 +162,8 @@ impl TrainRun {
     /// differs between ranks, and starts every rank from rank 0's weights.
     pub fn setup_with(job: TrainJob, comm: Arc<dyn Communicator>) -> Result<Self> {
         let share = BatchShare::of(comm.rank(), comm.world_size(), job.train.batch_size)?;
+        let split = BatchSplit::sharing_threads(job.batch_parts.max(1))?;
+        split.ranges(share.count)?;
         let leader = comm.rank() == 0;
         let data = DataSpec {
             source: job.data_source.clone(),
@@ -255,6 +266,7 @@ impl TrainRun {
         Ok(Self {
             comm,
             share,
+            split,
             last_checkpoint: job.resume.clone(),
             data,
             objective,
@@ -320,19 +332,31 @@ impl TrainRun {
                 (y, draws.t, draws.noise)
             }
         };
-        let model = &self.model;
-        let terms = self
-            .objective
-            .loss(|x_t, t| model.forward(x_t, t, &y), &x0, &times, &noise)?;
-        let loss = terms.loss.mean_all()?;
-        // The step's scalars in one read from the device.
-        let mut scalars = vec![loss.clone(), terms.mse.mean_all()?];
-        if let Some(vb) = &terms.vb {
-            scalars.push(vb.mean_all()?);
+        // Each part of the batch: its share of the batch-mean loss (sum over
+        // the part / the batch: the parts add up to the mean), its scalars and
+        // its gradients, at once on the split's workers.
+        let (model, objective) = (&self.model, &self.objective);
+        let count = share.count;
+        let parts = self.split.run(count, |part| {
+            let slice = |t: &Tensor| t.narrow(0, part.start, part.len());
+            let (x0, y, times, noise) = (slice(&x0)?, slice(&y)?, slice(&times)?, slice(&noise)?);
+            let terms = objective.loss(|x_t, t| model.forward(x_t, t, &y), &x0, &times, &noise)?;
+            let loss = (terms.loss.sum_all()? / count as f64)?;
+            let mut scalars = vec![loss.clone(), (terms.mse.sum_all()? / count as f64)?];
+            if let Some(vb) = &terms.vb {
+                scalars.push((vb.sum_all()? / count as f64)?);
+            }
+            // The part's scalars in one read from the device.
+            let scalars = Tensor::stack(&scalars, 0)?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?;
+            Ok((scalars, loss.backward()?))
+        })?;
+        let (part_scalars, part_grads): (Vec<Vec<f32>>, Vec<GradStore>) = parts.into_iter().unzip();
+        let mut scalars = part_scalars[0].clone();
+        for more in &part_scalars[1..] {
+            scalars.iter_mut().zip(more).for_each(|(s, m)| *s += m);
         }
-        let mut scalars = Tensor::stack(&scalars, 0)?
-            .to_dtype(DType::F32)?
-            .to_vec1::<f32>()?;
         let world = self.comm.world_size();
         if world > 1 {
             // Every rank's mean over an equal share: their mean is the batch's.
@@ -352,7 +376,7 @@ impl TrainRun {
                 step + 1
             );
         }
-        let mut grads = loss.backward()?;
+        let mut grads = sum_grads(part_grads, &self.params)?;
         if world > 1 {
             average_grads(&*self.comm, &mut grads, &self.params)?;
         }
@@ -466,6 +490,7 @@ impl TrainRun {
             // Pixel space: keep x̂0 in the data range, as ADM's pixel samplers do;
             // early in training the unclipped estimate at large t is far outside it.
             clip_denoised: true,
+            batch_parts: BatchSplit::default_parts(&job.compute.device, labels.len()),
             ..Default::default()
         };
         let sampler_name = settings.sampler.name();

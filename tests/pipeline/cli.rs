@@ -351,10 +351,21 @@ fn the_embedded_run_is_sit_by_default_and_samples_with_its_own_sampler() {
     let (ok, stdout, stderr) = dit(&args);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("training custom SiT"), "{stdout}");
-    // No --precision: bf16 where this CPU multiplies bf16 in hardware.
+    // No --precision: bf16 where this CPU multiplies bf16 in hardware; no
+    // --batch-split: a part per thread (rayon's count: the CPUs this process
+    // may use, unless RAYON_NUM_THREADS says otherwise).
     let precision = dit::compute::Precision::fastest_on_cpu();
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let parts = match threads.min(4) {
+        1 => String::new(),
+        n => format!(", each batch as {n} parts at once"),
+    };
     assert!(
-        stdout.contains(&format!("steps of batch 4 on cpu, {precision};")),
+        stdout.contains(&format!("steps of batch 4 on cpu, {precision}{parts};")),
         "{stdout}"
     );
     assert!(run.join("samples/latest.png").is_file());

@@ -2,7 +2,9 @@
 //! NaN or an infinity anywhere makes them fail: `f64::max(x, NaN)` is `x`,
 //! so a fold with it would let an all-NaN output pass.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
+use dit::train::TrainCheckpoint;
+use std::path::Path;
 
 /// The larger of `a` and `b`, or NaN if either is NaN (unlike `f64::max`).
 pub fn max_nan(a: f64, b: f64) -> f64 {
@@ -52,4 +54,35 @@ pub fn tensor_errors(actual: &Tensor, expected: &Tensor) -> (f64, f64) {
 /// Whether `err` is a finite number no larger than `tol` (NaN and ∞ are not).
 pub fn within(err: f64, tol: f64) -> bool {
     err.is_finite() && err <= tol
+}
+
+/// The worst relative L2 difference over every tensor of two checkpoints
+/// (model, EMA and AdamW moments), and the number of tensors compared.
+pub fn checkpoint_difference(a: &Path, b: &Path) -> (f64, usize) {
+    let (a, b) = (
+        TrainCheckpoint::load(a, &Device::Cpu).unwrap(),
+        TrainCheckpoint::load(b, &Device::Cpu).unwrap(),
+    );
+    assert_eq!(a.state, b.state, "step, data position and settings");
+    let mut worst = 0.0f64;
+    let mut count = 0;
+    for (group_a, group_b) in [
+        (&a.params, &b.params),
+        (&a.ema, &b.ema),
+        (&a.optimizer, &b.optimizer),
+    ] {
+        assert_eq!(group_a.len(), group_b.len());
+        for (name, ta) in group_a {
+            let (x, y) = (values(ta), values(&group_b[name]));
+            // Zero tensors (an untouched bias's moments) compare exactly.
+            let err = if y.iter().all(|v| *v == 0.0) {
+                max_abs_diff(&x, &y)
+            } else {
+                rel_l2(&x, &y)
+            };
+            worst = max_nan(worst, err);
+            count += 1;
+        }
+    }
+    (worst, count)
 }

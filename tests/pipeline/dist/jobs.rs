@@ -5,7 +5,7 @@
 //! checkpoint intact.
 
 use super::mpi_jobs::{alive, mpirun_or_skip, Job, END_OF_JOB_LIMIT, ONE_JOB_AT_A_TIME};
-use crate::support::compare::{rel_l2, values};
+use crate::support::compare::checkpoint_difference;
 use candle_core::Device;
 use dit::train::checkpoint::checkpoint_path;
 use dit::train::TrainCheckpoint;
@@ -63,37 +63,6 @@ fn two_ranks(dir: &Path, args: &[&str]) -> super::mpi_jobs::Ended {
     Job::start(Job::dit(2, &args), dir).wait(Duration::from_secs(600))
 }
 
-/// The worst relative L2 difference over every tensor of two checkpoints
-/// (model, EMA and AdamW moments), and the number of tensors compared.
-fn worst_difference(a: &Path, b: &Path) -> (f64, usize) {
-    let (a, b) = (
-        TrainCheckpoint::load(a, &Device::Cpu).unwrap(),
-        TrainCheckpoint::load(b, &Device::Cpu).unwrap(),
-    );
-    assert_eq!(a.state, b.state, "step, data position and settings");
-    let mut worst = 0.0f64;
-    let mut count = 0;
-    for (group_a, group_b) in [
-        (&a.params, &b.params),
-        (&a.ema, &b.ema),
-        (&a.optimizer, &b.optimizer),
-    ] {
-        assert_eq!(group_a.len(), group_b.len());
-        for (name, ta) in group_a {
-            let (x, y) = (values(ta), values(&group_b[name]));
-            // Zero tensors (an untouched bias's moments) compare exactly.
-            let err = if y.iter().all(|v| *v == 0.0) {
-                crate::support::compare::max_abs_diff(&x, &y)
-            } else {
-                rel_l2(&x, &y)
-            };
-            worst = crate::support::compare::max_nan(worst, err);
-            count += 1;
-        }
-    }
-    (worst, count)
-}
-
 #[test]
 fn two_ranks_sharing_the_batch_train_as_one_process_and_resume_on_one() {
     if !mpirun_or_skip("two_ranks_sharing_the_batch_train_as_one_process") {
@@ -116,7 +85,7 @@ fn two_ranks_sharing_the_batch_train_as_one_process_and_resume_on_one() {
     // the loss and the gradients differs.
     for step in [10, 20] {
         let (worst, tensors) =
-            worst_difference(&checkpoint_path(&two, step), &checkpoint_path(&one, step));
+            checkpoint_difference(&checkpoint_path(&two, step), &checkpoint_path(&one, step));
         eprintln!("step {step}: worst rel-L2 over {tensors} tensors, 2 ranks vs 1: {worst:.2e}");
         assert!(
             crate::support::compare::within(worst, 1e-5),
@@ -129,7 +98,8 @@ fn two_ranks_sharing_the_batch_train_as_one_process_and_resume_on_one() {
     let from = checkpoint_path(&two, 10);
     args.extend(["--resume", from.to_str().unwrap()]);
     single(&args);
-    let (worst, _) = worst_difference(&checkpoint_path(&resumed, 20), &checkpoint_path(&one, 20));
+    let (worst, _) =
+        checkpoint_difference(&checkpoint_path(&resumed, 20), &checkpoint_path(&one, 20));
     eprintln!("2 ranks to step 10, then 1 rank to 20, vs 1 rank throughout: {worst:.2e}");
     assert!(crate::support::compare::within(worst, 1e-5), "{worst}");
 }
