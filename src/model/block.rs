@@ -15,7 +15,9 @@ use super::linear::Linear;
 use super::weights::Weights;
 use super::LN_EPS;
 use crate::compute::Precision;
-use crate::ops::{gated_residual, layer_norm_modulate, linear_gelu_in, qkv_attention_in};
+use crate::ops::{
+    gated_residual, layer_norm_modulate, linear_gelu_packed_in, qkv_attention_packed_in,
+};
 use crate::Result;
 use candle_core::Tensor;
 
@@ -30,7 +32,8 @@ struct Attention {
 impl Attention {
     fn forward_without_output_bias(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
         let (w, b) = (self.qkv.weight(), self.qkv.bias());
-        let heads = qkv_attention_in(precision, x, w, b, self.num_heads)?;
+        let packing = Some(self.qkv.packing());
+        let heads = qkv_attention_packed_in(precision, x, w, b, self.num_heads, packing)?;
         self.proj.forward_without_bias(&heads, precision)
     }
 }
@@ -43,7 +46,8 @@ struct Mlp {
 
 impl Mlp {
     fn forward_without_output_bias(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
-        let hidden = linear_gelu_in(precision, x, self.fc1.weight(), self.fc1.bias())?;
+        let (w, b, packing) = (self.fc1.weight(), self.fc1.bias(), self.fc1.packing());
+        let hidden = linear_gelu_packed_in(precision, x, w, b, Some(packing))?;
         self.fc2.forward_without_bias(&hidden, precision)
     }
 }

@@ -7,26 +7,45 @@ use crate::Result;
 use candle_core::Tensor;
 
 /// `W` `(out, in)` and `b` `(out,)`, as `nn.Linear` stores them.
+/// Sampling reuses the weight's bf16 packing across calls
+/// ([`ops::WeightPacking`]).
 #[derive(Clone, Debug)]
 pub struct Linear {
     weight: Tensor,
     bias: Tensor,
+    packing: ops::WeightPacking,
 }
 
 impl Linear {
     pub fn new(weight: Tensor, bias: Tensor) -> Self {
-        Self { weight, bias }
+        Self {
+            weight,
+            bias,
+            packing: ops::WeightPacking::default(),
+        }
     }
 
     /// `x·Wᵀ + b` over the last dim.
     pub fn forward(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
-        ops::linear_in(precision, x, &self.weight, Some(&self.bias))
+        ops::linear_packed_in(
+            precision,
+            x,
+            &self.weight,
+            Some(&self.bias),
+            Some(&self.packing),
+        )
     }
 
     /// `x·Wᵀ` without the bias: the adaLN-Zero blocks add the bias of a
     /// branch's last layer inside the gated residual instead.
     pub fn forward_without_bias(&self, x: &Tensor, precision: Precision) -> Result<Tensor> {
-        ops::linear_in(precision, x, &self.weight, None)
+        ops::linear_packed_in(precision, x, &self.weight, None, Some(&self.packing))
+    }
+
+    /// The weight's reusable bf16 packing (for the fused ops that take the
+    /// weight: qkv attention, linear + GELU).
+    pub fn packing(&self) -> &ops::WeightPacking {
+        &self.packing
     }
 
     /// `x·Wᵀ + b` as candle's unfused product, as the official `nn.Linear`

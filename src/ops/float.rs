@@ -34,8 +34,24 @@ pub trait Float:
         scale: Self,
         threads: Threads,
     );
+
+    /// `dst ← lhs·b` (`+ dst`) with `b` packed beforehand
+    /// ([`super::bf16::matmul_prepacked`]).
+    ///
+    /// # Safety
+    /// As [`super::bf16::matmul_prepacked`].
+    unsafe fn matmul_prepacked(
+        lhs: Operand<Self>,
+        m: usize,
+        b: &PackedRhs,
+        dst: *mut Self,
+        dst_rs: usize,
+        accumulate: bool,
+        threads: Threads,
+    );
 }
 
+use super::bf16::PackedRhs;
 use super::matmul::{Operand, Threads};
 use super::vmath;
 
@@ -69,6 +85,17 @@ impl Float for f32 {
         threads: Threads,
     ) {
         super::bf16::matmul(dims, dst, dst_rs, accumulate, lhs, rhs, scale, threads)
+    }
+    unsafe fn matmul_prepacked(
+        lhs: Operand<Self>,
+        m: usize,
+        b: &PackedRhs,
+        dst: *mut Self,
+        dst_rs: usize,
+        accumulate: bool,
+        threads: Threads,
+    ) {
+        super::bf16::matmul_prepacked(lhs, m, b, dst, dst_rs, accumulate, threads)
     }
 }
 
@@ -109,6 +136,19 @@ impl Float for f64 {
         _: Threads,
     ) {
         unreachable!("bf16 products are routed for f32 tensors only")
+    }
+    /// Never called: weights are packed for f32 tensors only
+    /// ([`super::linear::WeightPacking`]).
+    unsafe fn matmul_prepacked(
+        _: Operand<Self>,
+        _: usize,
+        _: &PackedRhs,
+        _: *mut Self,
+        _: usize,
+        _: bool,
+        _: Threads,
+    ) {
+        unreachable!("packed weights are f32 only")
     }
 }
 

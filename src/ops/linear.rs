@@ -7,12 +7,13 @@
 //! row-major layout (gemm takes the transposed operand through strides) and
 //! sums the bias gradient row by row.
 
-use super::bf16::round_operand;
+use super::bf16::{round_operand, PackedRhs};
 use super::float::{cpu_forward_is_kernel, CpuKernel, Float};
 use super::matmul::{matmul_in, output_buffer, Operand, Threads};
 use super::route::{route_for_in, Kernels, Route};
 use crate::compute::Precision;
-use candle_core::{CustomOp2, CustomOp3, Result, Shape, Tensor};
+use candle_core::{CustomOp2, CustomOp3, DType, Result, Shape, Tensor};
+use std::sync::{Arc, OnceLock};
 
 /// `x·Wᵀ + b` (or without `b`); `x`: `(..., K)`, `W`: `(N, K)`, `b`: `(N,)`.
 /// The fused kernel where [`route_for_in`] has one; candle's matmul and
@@ -29,6 +30,69 @@ pub fn linear_in(
     weight: &Tensor,
     bias: Option<&Tensor>,
 ) -> crate::Result<Tensor> {
+    linear_packed_in(precision, x, weight, bias, None)
+}
+
+/// A weight's bf16 packing, made on its first use and reused by every later
+/// product with it. Packing rounds and lays out the whole weight: at the
+/// shapes of a sampling forward it cost as much as the product itself
+/// (half a DiT-B/4 bf16 forward's time). Only for weights that cannot
+/// change (not a [`candle_core::Var`]) in products autograd does not
+/// follow (the packed product has no backward); everything else packs per
+/// product as before.
+#[derive(Clone, Default)]
+pub struct WeightPacking(Arc<OnceLock<Option<Arc<PackedRhs>>>>);
+
+impl std::fmt::Debug for WeightPacking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.get() {
+            Some(Some(p)) => write!(f, "WeightPacking({:?})", p.dims()),
+            _ => f.write_str("WeightPacking(none)"),
+        }
+    }
+}
+
+impl WeightPacking {
+    /// The packed `weight` for a product with `x`, where one may be used.
+    pub(crate) fn for_product(
+        &self,
+        precision: Precision,
+        x: &Tensor,
+        weight: &Tensor,
+    ) -> Option<Arc<PackedRhs>> {
+        let reusable = precision == Precision::Bf16
+            && x.dtype() == DType::F32
+            && weight.dtype() == DType::F32
+            && !weight.is_variable()
+            && !weight.track_op()
+            && !x.track_op()
+            && route_for_in(precision, x, Kernels::CPU_FLOAT_BF16) == Route::CpuKernel;
+        if !reusable {
+            return None;
+        }
+        self.0.get_or_init(|| pack_weight(weight).ok()).clone()
+    }
+}
+
+/// `W` `(N, K)` packed as the `K × N` right operand of `x·Wᵀ`.
+fn pack_weight(weight: &Tensor) -> crate::Result<Arc<PackedRhs>> {
+    let (n, k) = weight.dims2()?;
+    let w: Vec<f32> = weight.flatten_all()?.to_vec1()?;
+    let mut packed = PackedRhs::default();
+    // SAFETY: `w` holds the n × k weight, read as its k × n transpose.
+    unsafe { packed.pack(Operand::new(w.as_ptr(), 1, k), (k, n)) };
+    Ok(Arc::new(packed))
+}
+
+/// [`linear_in`] reusing `packing`'s packed weight where
+/// [`WeightPacking`] allows one.
+pub fn linear_packed_in(
+    precision: Precision,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    packing: Option<&WeightPacking>,
+) -> crate::Result<Tensor> {
     let (n_out, k) = weight.dims2()?;
     let dims = x.dims();
     if dims.last() != Some(&k) || bias.is_some_and(|b| b.dims() != [n_out]) {
@@ -42,8 +106,9 @@ pub fn linear_in(
     if route_for_in(precision, x, Kernels::CPU_FLOAT_BF16) != Route::CpuKernel {
         return linear_reference_in(precision, x, weight, bias);
     }
+    let packed = packing.and_then(|p| p.for_product(precision, x, weight));
     let (x, w) = (x.contiguous()?, weight.contiguous()?);
-    let op = Linear { precision };
+    let op = Linear { precision, packed };
     Ok(match bias {
         Some(b) => x.apply_op3(&w, &b.contiguous()?, op)?,
         None => x.apply_op2(&w, op)?,
@@ -85,6 +150,8 @@ pub fn linear_reference_in(
 
 pub(crate) struct Linear {
     precision: Precision,
+    /// The weight packed beforehand, for the forward.
+    packed: Option<Arc<PackedRhs>>,
 }
 
 /// `dst (m×n, row-major) = lhs·rhs (+ dst)` on rayon's pool.
@@ -109,20 +176,32 @@ unsafe fn product<T: Float>(
     )
 }
 
-fn forward<T: Float>(precision: Precision, x: &[T], w: &[T], b: Option<&[T]>, n: usize) -> Vec<T> {
+fn forward<T: Float>(
+    precision: Precision,
+    packed: Option<&PackedRhs>,
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    n: usize,
+) -> Vec<T> {
     let k = w.len() / n;
     let m = x.len() / k;
     let run = |y: *mut T, accumulate| {
-        // SAFETY: sizes were checked by `linear`; all buffers are row-major.
+        let lhs = Operand::new(x.as_ptr(), k, 1);
+        // SAFETY: sizes were checked by `linear`; all buffers are row-major;
+        // a packed weight is this `w` (`WeightPacking` packed it from it).
         unsafe {
-            product(
-                precision,
-                (m, n, k),
-                y,
-                accumulate,
-                Operand::new(x.as_ptr(), k, 1),
-                Operand::new(w.as_ptr(), 1, k),
-            )
+            match packed {
+                Some(p) => T::matmul_prepacked(lhs, m, p, y, n, accumulate, Threads::Pool),
+                None => product(
+                    precision,
+                    (m, n, k),
+                    y,
+                    accumulate,
+                    lhs,
+                    Operand::new(w.as_ptr(), 1, k),
+                ),
+            }
         }
     };
     match b {
@@ -194,7 +273,14 @@ impl CpuKernel<3> for Linear {
     const NAME: &'static str = "linear";
 
     fn run<T: Float>(&self, [x, w, b]: [&[T]; 3], shapes: [&Shape; 3]) -> Result<Vec<T>> {
-        Ok(forward(self.precision, x, w, Some(b), shapes[1].dims()[0]))
+        Ok(forward(
+            self.precision,
+            self.packed.as_deref(),
+            x,
+            w,
+            Some(b),
+            shapes[1].dims()[0],
+        ))
     }
 
     fn out_shape(&self, [x, w, _]: [&Shape; 3]) -> Result<Shape> {
@@ -206,7 +292,14 @@ impl CpuKernel<2> for Linear {
     const NAME: &'static str = "linear";
 
     fn run<T: Float>(&self, [x, w]: [&[T]; 2], shapes: [&Shape; 2]) -> Result<Vec<T>> {
-        Ok(forward(self.precision, x, w, None, shapes[1].dims()[0]))
+        Ok(forward(
+            self.precision,
+            self.packed.as_deref(),
+            x,
+            w,
+            None,
+            shapes[1].dims()[0],
+        ))
     }
 
     fn out_shape(&self, [x, w]: [&Shape; 2]) -> Result<Shape> {
@@ -282,7 +375,7 @@ pub(crate) fn linear_gradients(
     dy: &Tensor,
     with_bias: bool,
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let op = Linear { precision }.backward(with_bias);
+    let op = Linear::new(precision).backward(with_bias);
     unpack(
         &x.apply_op3_no_bwd(w, &dy.contiguous()?, &op)?,
         x,
@@ -293,7 +386,12 @@ pub(crate) fn linear_gradients(
 
 impl Linear {
     pub(crate) fn new(precision: Precision) -> Self {
-        Self { precision }
+        Self::with_packed(precision, None)
+    }
+
+    /// With the weight packed beforehand (see [`WeightPacking`]).
+    pub(crate) fn with_packed(precision: Precision, packed: Option<Arc<PackedRhs>>) -> Self {
+        Self { precision, packed }
     }
 
     fn backward(&self, with_bias: bool) -> LinearBackward {

@@ -4,9 +4,10 @@
 //! zero-filled gradient buffer and an add in candle's backward, and this
 //! one is the widest tensor of a block (`N·T·4D`).
 
+use super::bf16::PackedRhs;
 use super::float::{cpu_forward_on, tensor_from_storage};
 use super::gelu::{gelu_gradient, gelu_tanh_reference, Gelu};
-use super::linear::{linear_gradients, linear_reference_in, Linear};
+use super::linear::{linear_gradients, linear_reference_in, Linear, WeightPacking};
 use super::route::{route_for_in, Kernels, Route};
 use crate::compute::Precision;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
@@ -19,6 +20,18 @@ pub fn linear_gelu_in(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
+) -> crate::Result<Tensor> {
+    linear_gelu_packed_in(precision, x, weight, bias, None)
+}
+
+/// [`linear_gelu_in`] reusing `packing`'s packed weight where
+/// [`WeightPacking`] allows one.
+pub fn linear_gelu_packed_in(
+    precision: Precision,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    packing: Option<&WeightPacking>,
 ) -> crate::Result<Tensor> {
     if route_for_in(precision, x, Kernels::CPU_FLOAT_BF16) != Route::CpuKernel {
         return linear_gelu_reference_in(precision, x, weight, bias);
@@ -37,6 +50,7 @@ pub fn linear_gelu_in(
         &bias.contiguous()?,
         LinearGelu {
             precision,
+            packed: packing.and_then(|p| p.for_product(precision, x, weight)),
             pre_activation: Arc::new(Mutex::new(None)),
         },
     )?)
@@ -54,6 +68,7 @@ pub fn linear_gelu_reference_in(
 
 struct LinearGelu {
     precision: Precision,
+    packed: Option<Arc<PackedRhs>>,
     /// `x·Wᵀ + b` of the forward, for the backward.
     pre_activation: Arc<Mutex<Option<Tensor>>>,
 }
@@ -72,7 +87,8 @@ impl CustomOp3 for LinearGelu {
         b: &CpuStorage,
         lb: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (h, shape) = Linear::new(self.precision).cpu_fwd(x, lx, w, lw, b, lb)?;
+        let linear = Linear::with_packed(self.precision, self.packed.clone());
+        let (h, shape) = linear.cpu_fwd(x, lx, w, lw, b, lb)?;
         let h = tensor_from_storage(h, shape)?;
         let out = cpu_forward_on(&h, "linear-gelu", |s, l| Gelu.cpu_fwd(s, l))?;
         *self.pre_activation.lock().unwrap() = Some(h);

@@ -24,6 +24,8 @@ pub use attention::{attention, attention_in, attention_reference, attention_refe
 pub use gated_residual::{gated_residual, gated_residual_reference};
 pub use gelu::{gelu_tanh, gelu_tanh_reference};
 pub use layer_norm_modulate::{layer_norm_modulate, layer_norm_modulate_reference};
-pub use linear::{linear, linear_in, linear_reference, linear_reference_in};
-pub use linear_gelu::{linear_gelu_in, linear_gelu_reference_in};
-pub use qkv_attention::{qkv_attention_in, qkv_attention_reference_in};
+pub use linear::{
+    linear, linear_in, linear_packed_in, linear_reference, linear_reference_in, WeightPacking,
+};
+pub use linear_gelu::{linear_gelu_in, linear_gelu_packed_in, linear_gelu_reference_in};
+pub use qkv_attention::{qkv_attention_in, qkv_attention_packed_in, qkv_attention_reference_in};

@@ -4,8 +4,9 @@
 //! a zero-filled gradient buffer and an add in candle's backward.
 
 use super::attention::{attention_reference_in, FlashAttention};
+use super::bf16::PackedRhs;
 use super::float::{cpu_forward_on, tensor_from_storage};
-use super::linear::{linear_gradients, linear_reference_in, Linear};
+use super::linear::{linear_gradients, linear_reference_in, Linear, WeightPacking};
 use super::route::{route_for_in, Kernels, Route};
 use crate::compute::Precision;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
@@ -19,6 +20,19 @@ pub fn qkv_attention_in(
     weight: &Tensor,
     bias: &Tensor,
     num_heads: usize,
+) -> crate::Result<Tensor> {
+    qkv_attention_packed_in(precision, x, weight, bias, num_heads, None)
+}
+
+/// [`qkv_attention_in`] reusing `packing`'s packed projection weight where
+/// [`WeightPacking`] allows one.
+pub fn qkv_attention_packed_in(
+    precision: Precision,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    num_heads: usize,
+    packing: Option<&WeightPacking>,
 ) -> crate::Result<Tensor> {
     let (_, _, d) = x.dims3()?;
     if weight.dims() != [3 * d, d] || bias.dims() != [3 * d] || num_heads == 0 || d % num_heads != 0
@@ -39,6 +53,7 @@ pub fn qkv_attention_in(
         &bias.contiguous()?,
         QkvAttention {
             precision,
+            packed: packing.and_then(|p| p.for_product(precision, x, weight)),
             attention: FlashAttention::new(precision, num_heads),
             qkv: Arc::new(Mutex::new(None)),
         },
@@ -59,6 +74,7 @@ pub fn qkv_attention_reference_in(
 
 struct QkvAttention {
     precision: Precision,
+    packed: Option<Arc<PackedRhs>>,
     attention: FlashAttention,
     /// The projection of the forward, for the backward.
     qkv: Arc<Mutex<Option<Tensor>>>,
@@ -78,7 +94,8 @@ impl CustomOp3 for QkvAttention {
         b: &CpuStorage,
         lb: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (qkv, shape) = Linear::new(self.precision).cpu_fwd(x, lx, w, lw, b, lb)?;
+        let linear = Linear::with_packed(self.precision, self.packed.clone());
+        let (qkv, shape) = linear.cpu_fwd(x, lx, w, lw, b, lb)?;
         let qkv = tensor_from_storage(qkv, shape)?;
         let out = cpu_forward_on(&qkv, "qkv attention", |s, l| self.attention.cpu_fwd(s, l))?;
         *self.qkv.lock().unwrap() = Some(qkv);

@@ -200,3 +200,93 @@ fn bf16_gradients_follow_f32_for_every_parameter() {
     );
     assert!(worst.0 > 0.0, "the bf16 backward rounded nothing");
 }
+
+/// A weight packed once and reused (`WeightPacking`, what sampling models
+/// do) gives the products the per-call packing gives, for the three ops
+/// that take a weight; a Var weight or an input autograd follows is never
+/// packed (the packed product has no backward, and a Var changes).
+#[test]
+fn reused_weight_packing_gives_the_per_call_products() {
+    use dit::ops::{
+        linear_gelu_in, linear_gelu_packed_in, linear_packed_in, qkv_attention_in,
+        qkv_attention_packed_in, WeightPacking,
+    };
+    let x = randn(31, &[3, 37, 64], 1.0);
+    let (w, b) = (randn(32, &[96, 64], 0.2), randn(33, &[96], 0.1));
+    let (wq, bq) = (randn(34, &[192, 64], 0.2), randn(35, &[192], 0.1));
+    let unpacked = "WeightPacking(none)";
+    let check = |what: &str, reused: &Tensor, per_call: &Tensor, packing: &WeightPacking| {
+        let (max_abs, rel) = errors(reused, per_call);
+        eprintln!("{what}: reused packing vs per call max |Δ| {max_abs:.2e}, rel-L2 {rel:.2e}");
+        assert!(within(rel, 1e-6), "{what}: rel-L2 {rel:e}");
+        assert_ne!(
+            format!("{packing:?}"),
+            unpacked,
+            "{what}: nothing was packed"
+        );
+    };
+    for with_bias in [true, false] {
+        let packing = WeightPacking::default();
+        let bias = with_bias.then_some(&b);
+        // Twice: the second call reuses the packing the first made.
+        for _ in 0..2 {
+            let reused = linear_packed_in(Bf16, &x, &w, bias, Some(&packing)).unwrap();
+            let per_call = linear_in(Bf16, &x, &w, bias).unwrap();
+            check("linear", &reused, &per_call, &packing);
+        }
+    }
+    let packing = WeightPacking::default();
+    let reused = linear_gelu_packed_in(Bf16, &x, &w, &b, Some(&packing)).unwrap();
+    check(
+        "linear + GELU",
+        &reused,
+        &linear_gelu_in(Bf16, &x, &w, &b).unwrap(),
+        &packing,
+    );
+    let packing = WeightPacking::default();
+    let reused = qkv_attention_packed_in(Bf16, &x, &wq, &bq, 4, Some(&packing)).unwrap();
+    check(
+        "qkv attention",
+        &reused,
+        &qkv_attention_in(Bf16, &x, &wq, &bq, 4).unwrap(),
+        &packing,
+    );
+
+    // Never packed: f32 products, a Var weight, an input autograd follows.
+    let packing = WeightPacking::default();
+    linear_packed_in(F32, &x, &w, Some(&b), Some(&packing)).unwrap();
+    let var_w = Var::from_tensor(&w).unwrap();
+    linear_packed_in(Bf16, &x, var_w.as_tensor(), Some(&b), Some(&packing)).unwrap();
+    let var_x = Var::from_tensor(&x).unwrap();
+    let y = linear_packed_in(Bf16, var_x.as_tensor(), &w, Some(&b), Some(&packing)).unwrap();
+    assert_eq!(format!("{packing:?}"), unpacked);
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(var_x.as_tensor()).is_some(), "x's gradient");
+}
+
+/// A sampling model (plain weights: packed once, reused every call) and a
+/// training one (Var weights: packed per product) compute the same bf16
+/// forward of DiT-S/8.
+#[test]
+fn a_sampling_model_computes_what_a_training_model_computes_in_bf16() {
+    let cfg = DitConfig::preset("DiT-S/8", 32).unwrap();
+    let tensors = det_tensors(&cfg, DType::F32);
+    let vars: std::collections::HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), Var::from_tensor(t).unwrap().as_tensor().clone()))
+        .collect();
+    let sampling = Dit::from_tensors(cfg.clone(), &tensors)
+        .unwrap()
+        .with_precision(Bf16);
+    let training = Dit::from_tensors(cfg, &vars).unwrap().with_precision(Bf16);
+    let x = randn(41, &[3, 4, 32, 32], 1.0);
+    let t = Tensor::new(&[5f32, 500.0, 999.0], &Device::Cpu).unwrap();
+    let y = Tensor::new(&[1u32, 7, 1000], &Device::Cpu).unwrap();
+    let trained = training.forward(&x, &t, &y).unwrap().detach();
+    for call in 0..2 {
+        let sampled = sampling.forward(&x, &t, &y).unwrap();
+        let (max_abs, rel) = errors(&sampled, &trained);
+        eprintln!("call {call}: packed-once vs per-product weights max |Δ| {max_abs:.2e}, rel-L2 {rel:.2e}");
+        assert!(within(rel, 1e-6), "rel-L2 {rel:e}");
+    }
+}

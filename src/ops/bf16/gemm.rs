@@ -372,6 +372,56 @@ impl PackedRhs {
     }
 }
 
+impl PackedRhs {
+    /// The `k × n` operand's depth and width.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+}
+
+/// `dst ← lhs·b` (`+ dst` if `accumulate`) for an `m × b.k` left operand and
+/// a right operand packed beforehand (a weight that many products reuse:
+/// packing a weight costs about what multiplying it by a few hundred rows
+/// does). Rows are shared among `threads`, each task packing its own rows.
+///
+/// # Safety
+/// `lhs` addresses an `m × k` matrix; `dst` holds `m × b.n` elements at row
+/// stride `dst_rs`.
+pub unsafe fn matmul_prepacked<L: Bf16Input>(
+    lhs: Operand<L>,
+    m: usize,
+    b: &PackedRhs,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    threads: Threads,
+) {
+    let p = match threads {
+        Threads::One => 1,
+        Threads::Pool => rayon::current_num_threads(),
+    };
+    if m == 0 {
+        return;
+    }
+    let rows_each = m.div_ceil(p.max(1)).next_multiple_of(MR);
+    let dst = SharedMut(dst);
+    let rows_from = |r0: usize| {
+        let rows = rows_each.min(m - r0);
+        let mut a = PackedLhs::default();
+        // SAFETY: rows r0..r0+rows of lhs and dst (the caller's sizes); the
+        // tasks write disjoint rows.
+        unsafe {
+            a.pack(lhs.offset(r0, 0), (rows, b.k));
+            matmul_packed(&a, b, dst.ptr().add(r0 * dst_rs), dst_rs, accumulate, 1.0);
+        }
+    };
+    if m <= rows_each {
+        return rows_from(0);
+    }
+    let starts: Vec<usize> = (0..m).step_by(rows_each).collect();
+    starts.into_par_iter().for_each(rows_from);
+}
+
 /// `dst ← scale·a·b` (`+ dst` if `accumulate`) of packed operands on the
 /// calling thread; `dst` row-major with row stride `dst_rs`.
 ///

@@ -27,8 +27,8 @@ mod pack;
 
 pub use convert::{round_to_bf16, to_bf16_bits, Bf16Input};
 pub use gemm::{
-    matmul, matmul_packed, matmul_packed_with, matmul_pairs, matmul_with, pair_rows, PackedLhs,
-    PackedRhs,
+    matmul, matmul_packed, matmul_packed_with, matmul_pairs, matmul_prepacked, matmul_with,
+    pair_rows, PackedLhs, PackedRhs,
 };
 
 use std::sync::OnceLock;
