@@ -36,19 +36,23 @@ pub trait Float:
     );
 
     /// `dst ← lhs·b` (`+ dst`) with `b` packed beforehand
-    /// ([`super::bf16::matmul_prepacked`]).
+    /// ([`super::bf16::matmul_prepacked`]); f32 only: weights are packed for
+    /// f32 tensors alone ([`super::linear::WeightPacking`]), so the default
+    /// is never called.
     ///
     /// # Safety
     /// As [`super::bf16::matmul_prepacked`].
     unsafe fn matmul_prepacked(
-        lhs: Operand<Self>,
-        m: usize,
-        b: &PackedRhs,
-        dst: *mut Self,
-        dst_rs: usize,
-        accumulate: bool,
-        threads: Threads,
-    );
+        _lhs: Operand<Self>,
+        _m: usize,
+        _b: &PackedRhs,
+        _dst: *mut Self,
+        _dst_rs: usize,
+        _accumulate: bool,
+        _threads: Threads,
+    ) {
+        unreachable!("packed weights are f32 only")
+    }
 }
 
 use super::bf16::PackedRhs;
@@ -136,19 +140,6 @@ impl Float for f64 {
         _: Threads,
     ) {
         unreachable!("bf16 products are routed for f32 tensors only")
-    }
-    /// Never called: weights are packed for f32 tensors only
-    /// ([`super::linear::WeightPacking`]).
-    unsafe fn matmul_prepacked(
-        _: Operand<Self>,
-        _: usize,
-        _: &PackedRhs,
-        _: *mut Self,
-        _: usize,
-        _: bool,
-        _: Threads,
-    ) {
-        unreachable!("packed weights are f32 only")
     }
 }
 
