@@ -127,7 +127,8 @@ pub struct SampleArgs {
     pub batch_size: usize,
     /// Run each model call on a batch as N parts at once, each by its own
     /// worker thread with 1/N of the CPU threads (small models keep more
-    /// cores busy this way; each image's arithmetic is its own either way)
+    /// cores busy this way; an image may differ from the whole batch's by
+    /// float rounding)
     /// [default: on a CPU, one part per thread; on a GPU, 1].
     #[arg(long)]
     pub batch_split: Option<usize>,
@@ -216,6 +217,9 @@ pub fn run(args: SampleArgs) -> Result<()> {
         bail!("{} does not exist.\n{WEIGHTS_HELP}", ckpt.display());
     }
     let ckpt = checkpoint_file(ckpt);
+    if args.batch_split == Some(0) {
+        bail!("--batch-split must be at least 1 (1: whole batches)");
+    }
     let compute = args.compute.compute()?;
     let device = compute.device.clone();
     let model = Dit::load_with(&ckpt, &device, &args.checkpoint.load_options())

@@ -203,6 +203,9 @@ fn precision_and_steps(
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    if args.batch_split == Some(0) {
+        bail!("--batch-split must be at least 1 (1: whole batches)");
+    }
     let embedded = args.data.is_none() && args.latents.is_none();
     let mut compute = args.compute.compute()?;
     let hardware_bf16 = compute.device.is_cpu() && Precision::fastest_on_cpu() == Precision::Bf16;

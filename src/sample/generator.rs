@@ -116,7 +116,9 @@ pub struct SampleSettings {
     pub clip_denoised: bool,
     /// Run each model call as this many parts of the batch at once, each on
     /// its own worker ([`BatchSplit`]); 1: the whole batch on the calling
-    /// thread's pool. Every sample's arithmetic is its own either way.
+    /// thread's pool. Each sample is computed from its own inputs alone
+    /// either way (up to float rounding: gemm's f32 kernels for few rows add
+    /// in another order than for many).
     pub batch_parts: usize,
 }
 

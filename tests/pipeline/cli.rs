@@ -250,6 +250,11 @@ fn bad_numbers_and_devices_are_refused_by_name() {
     assert!(!ok && stderr.contains("unknown device 'tpu'"), "{stderr}");
     let (ok, _, stderr) = dit(&["sample", "--ckpt", ckpt, "--precision", "f8"]);
     assert!(!ok && stderr.contains("unknown precision 'f8'"), "{stderr}");
+    let zero_parts = "--batch-split must be at least 1";
+    let (ok, _, stderr) = dit(&["train", "--steps", "1", "--batch-split", "0"]);
+    assert!(!ok && stderr.contains(zero_parts), "{stderr}");
+    let (ok, _, stderr) = dit(&["sample", "--ckpt", ckpt, "--batch-split", "0"]);
+    assert!(!ok && stderr.contains(zero_parts), "{stderr}");
     if !candle_core::utils::cuda_is_available() {
         let (ok, _, stderr) = dit(&["sample", "--ckpt", ckpt, "--device", "cuda:0"]);
         assert!(
