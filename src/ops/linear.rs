@@ -37,9 +37,9 @@ pub fn linear_in(
 /// product with it. Packing rounds and lays out the whole weight: at the
 /// shapes of a sampling forward it cost as much as the product itself
 /// (half a DiT-B/4 bf16 forward's time). Only for weights that cannot
-/// change (not a [`candle_core::Var`]) in products autograd does not
-/// follow (the packed product has no backward); everything else packs per
-/// product as before.
+/// change (not a [`candle_core::Var`]) and inputs autograd does not follow:
+/// sampling's products, where one packing serves every step; training
+/// (whose weights change every step) packs per product as before.
 #[derive(Clone, Default)]
 pub struct WeightPacking(Arc<OnceLock<Option<Arc<PackedRhs>>>>);
 

@@ -203,8 +203,8 @@ fn bf16_gradients_follow_f32_for_every_parameter() {
 
 /// A weight packed once and reused (`WeightPacking`, what sampling models
 /// do) gives the products the per-call packing gives, for the three ops
-/// that take a weight; a Var weight or an input autograd follows is never
-/// packed (the packed product has no backward, and a Var changes).
+/// that take a weight; a Var weight (it changes every step) or an input
+/// autograd follows (training) is never packed, and gradients still flow.
 #[test]
 fn reused_weight_packing_gives_the_per_call_products() {
     use dit::ops::{
