@@ -2,7 +2,12 @@
 //! `bench/compare.py`: median wall time of a sampling forward or a full
 //! training step (forward, diffusion loss, backward, AdamW), then peak RSS.
 //!
-//! cargo run --release --example bench_dit -- --model DiT-S/2 --batch 8 --mode train [--precision bf16]
+//! cargo run --release --example bench_dit -- --model DiT-S/2 --batch 8 --mode train [--precision bf16] [--split N]
+//!
+//! `--split N` computes the batch as N parts at once (`dit train/sample
+//! --batch-split`; default: one part per thread, as `dit` does). With more
+//! than one part, candle's elementwise ops run inline as in `dit train`,
+//! unless `BENCH_CANDLE_POOL` is set (to measure candle's own pool).
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor, Var};

@@ -74,11 +74,6 @@ impl BatchSplit {
         Self::new(parts, (rayon::current_num_threads() / parts.max(1)).max(1))
     }
 
-    /// The whole batch in one part: no workers.
-    pub fn whole() -> Self {
-        Self { pools: Vec::new() }
-    }
-
     /// The number of parts.
     pub fn parts(&self) -> usize {
         self.pools.len().max(1)
@@ -144,17 +139,12 @@ pub fn sum_grads(parts: Vec<GradStore>, params: &[(String, Var)]) -> Result<Grad
     for part in parts {
         for (_, var) in params {
             let id = var.as_tensor();
-            match (total.remove(id), part.get(id)) {
-                (Some(sum), Some(g)) => {
-                    total.insert(id, (sum + g)?);
-                }
-                (None, Some(g)) => {
-                    total.insert(id, g.clone());
-                }
-                (Some(sum), None) => {
-                    total.insert(id, sum);
-                }
-                (None, None) => {}
+            if let Some(g) = part.get(id) {
+                let sum = match total.remove(id) {
+                    Some(sum) => (sum + g)?,
+                    None => g.clone(),
+                };
+                total.insert(id, sum);
             }
         }
     }
@@ -171,7 +161,10 @@ mod tests {
         assert_eq!(split.ranges(8).unwrap(), vec![0..3, 3..6, 6..8]);
         assert_eq!(split.ranges(3).unwrap(), vec![0..1, 1..2, 2..3]);
         assert!(split.ranges(2).is_err());
-        assert_eq!(BatchSplit::whole().ranges(5).unwrap(), vec![0..5]);
+        assert_eq!(
+            BatchSplit::new(1, 1).unwrap().ranges(5).unwrap(),
+            vec![0..5]
+        );
     }
 
     #[test]

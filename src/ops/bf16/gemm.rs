@@ -396,14 +396,14 @@ pub unsafe fn matmul_prepacked<L: Bf16Input>(
     accumulate: bool,
     threads: Threads,
 ) {
+    if m == 0 {
+        return;
+    }
     let p = match threads {
         Threads::One => 1,
         Threads::Pool => rayon::current_num_threads(),
     };
-    if m == 0 {
-        return;
-    }
-    let rows_each = m.div_ceil(p.max(1)).next_multiple_of(MR);
+    let rows_each = m.div_ceil(p).next_multiple_of(MR);
     let dst = SharedMut(dst);
     let rows_from = |r0: usize| {
         let rows = rows_each.min(m - r0);
