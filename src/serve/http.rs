@@ -8,9 +8,8 @@ use super::jobs::{Job, JobOutput, JobState, JobStatus, Scheduler, Watch};
 use super::model::ModelFacts;
 use super::page;
 use super::request::{parse_generation, ApiError, Defaults, Limits, ResponseFormat};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::body::{Body, BodyDataStream, Bytes};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -18,6 +17,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -27,6 +27,15 @@ use std::time::Duration;
 /// How often an idle event stream sends a comment, which also finds out
 /// that its client has gone.
 const KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+/// How much of a body the answer does not need (over the limit, or sent
+/// without the right key) is read and dropped before the refusal, and for
+/// how long at most. A server that answers and closes while its
+/// client is still sending resets the connection, and the client sees a
+/// broken pipe instead of the reason; a client sending more than this gets
+/// just that.
+const DRAIN_BYTES: usize = 1 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
 
 /// What every handler shares.
 pub struct App {
@@ -84,7 +93,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health", get(health))
         .merge(api)
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(app.limits.max_body_bytes))
         .with_state(app)
 }
 
@@ -104,18 +112,19 @@ async fn require_key(State(app): Shared, request: Request, next: Next) -> Respon
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            None => {
-                return ApiError::new(
-                    401,
-                    "this server needs an API key: send the header 'Authorization: Bearer <key>'",
-                )
-                .into_response()
-            }
+        let refusal = match given {
+            None => Some(ApiError::new(
+                401,
+                "this server needs an API key: send the header 'Authorization: Bearer <key>'",
+            )),
             Some(given) if !same_secret(given.trim().as_bytes(), key.as_bytes()) => {
-                return ApiError::new(401, "wrong API key").into_response()
+                Some(ApiError::new(401, "wrong API key"))
             }
-            Some(_) => {}
+            Some(_) => None,
+        };
+        if let Some(refusal) = refusal {
+            drain(&mut request.into_body().into_data_stream(), 0).await;
+            return refusal.into_response();
         }
     }
     next.run(request).await
@@ -185,28 +194,43 @@ async fn models(State(app): Shared) -> Json<Value> {
     }))
 }
 
-/// A body as bytes, a size-limit refusal named as such.
-fn body_bytes(app: &App, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
+/// A body of at most the limit, as bytes; a larger one is refused (413)
+/// after what the client sends of it is drained.
+async fn read_body(app: &App, body: Body) -> Result<Bytes, ApiError> {
+    let limit = app.limits.max_body_bytes;
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    while let Some(piece) = stream.next().await {
+        let piece =
+            piece.map_err(|e| ApiError::new(400, format!("cannot read the request body: {e}")))?;
+        if kept.len() + piece.len() > limit {
+            drain(&mut stream, kept.len() + piece.len()).await;
+            return Err(ApiError::new(
                 413,
-                format!(
-                    "the request body is larger than the limit of {} bytes",
-                    app.limits.max_body_bytes
-                ),
-            )
-        } else {
-            ApiError::new(
-                rejection.status().as_u16(),
-                format!("cannot read the request body: {}", rejection.body_text()),
-            )
+                format!("the request body is larger than the limit of {limit} bytes"),
+            ));
         }
-    })
+        kept.extend_from_slice(&piece);
+    }
+    Ok(kept.into())
 }
 
-fn queue(app: &Arc<App>, body: Result<Bytes, BytesRejection>) -> Result<Arc<Job>, ApiError> {
-    let body = body_bytes(app, body)?;
+/// Reads and drops the rest of a body the answer does not need, up to
+/// [`DRAIN_BYTES`] in all (`read` already) and for [`DRAIN_TIME`] at most.
+async fn drain(stream: &mut BodyDataStream, mut read: usize) {
+    let rest = async {
+        while read <= DRAIN_BYTES {
+            match stream.next().await {
+                Some(Ok(piece)) => read += piece.len(),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, rest).await;
+}
+
+async fn queue(app: &Arc<App>, body: Body) -> Result<Arc<Job>, ApiError> {
+    let body = read_body(app, body).await?;
     let spec = parse_generation(&body, &app.model, &app.limits, &app.defaults)?;
     app.scheduler.submit(spec)
 }
@@ -216,9 +240,9 @@ fn queue(app: &Arc<App>, body: Result<Bytes, BytesRejection>) -> Result<Arc<Job>
 async fn generate(
     State(app): Shared,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let job = queue(&app, body)?;
+    let job = queue(&app, body).await?;
     let watch = Watch::new(app.scheduler.clone(), job.clone());
     let mut states = job.subscribe();
     let state = states
@@ -242,11 +266,8 @@ async fn generate(
 }
 
 /// `POST /v1/jobs`: queues and answers at once with the job's id.
-async fn submit(
-    State(app): Shared,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let job = queue(&app, body)?;
+async fn submit(State(app): Shared, body: Body) -> Result<Response, ApiError> {
+    let job = queue(&app, body).await?;
     let position = match job.state().status {
         JobStatus::Queued { position } => Some(position),
         _ => None,

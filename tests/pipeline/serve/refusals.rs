@@ -163,3 +163,74 @@ fn only_loopback_is_served_without_a_key() {
     .to_string();
     assert!(err.contains("the key is empty"), "{err}");
 }
+
+/// A client that sends its headers, then (a moment later, in pieces) a body
+/// the server refuses without needing it — over the limit, or without the
+/// right key — must read the refusal and its reason, not a reset connection:
+/// the server reads what the client sends before it answers and closes.
+#[test]
+fn a_refused_body_sent_late_still_gets_its_answer() {
+    let model = test_model(tiny_config());
+    let server = start(
+        &model,
+        ServeConfig {
+            api_key: Some(KEY.into()),
+            ..loopback_config()
+        },
+    );
+    let huge = format!("{{\"prompt\": \"{}\"}}", "x".repeat(200_000));
+    let big = format!(
+        "{{\"prompt\": \"dress\", \"seed\": 1{}}}",
+        " ".repeat(12_000)
+    );
+    let cases = [
+        (
+            KEY,
+            huge.as_str(),
+            "413",
+            "larger than the limit of 16384 bytes",
+        ),
+        ("nope", big.as_str(), "401", "wrong API key"),
+    ];
+    for (key, body, status, says) in cases {
+        let answer = post_slowly(&server.url(), key, body);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+        assert!(answer.contains(says), "{answer}");
+    }
+    assert_eq!(get(&format!("{}/health", server.url())).status, 200);
+}
+
+/// Posts headers, waits until the server could have answered from them
+/// alone, sends the body in 8 KiB pieces and reads the whole answer.
+fn post_slowly(base: &str, key: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "POST /v1/images/generations HTTP/1.1\r\nHost: {address}\r\n\
+         Authorization: Bearer {key}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = body.as_bytes().chunks(8192).try_for_each(|piece| {
+        std::thread::sleep(Duration::from_millis(2));
+        stream.write_all(piece)
+    });
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(
+        sent.is_ok() && read.is_ok(),
+        "sending the body: {sent:?}; reading the answer: {read:?}; answer: {answer:?}"
+    );
+    answer
+}
