@@ -76,6 +76,13 @@ impl AdaLnZeroBlock {
         })
     }
 
+    /// Every linear map of the block.
+    #[cfg(test)]
+    pub(super) fn linears(&self) -> [&Linear; 5] {
+        let (attn, mlp) = (&self.attn, &self.mlp);
+        [&attn.qkv, &attn.proj, &mlp.fc1, &mlp.fc2, &self.modulation]
+    }
+
     /// `x`: `(N, T, D)` tokens; `c_silu`: SiLU(c), `(N, D)`, shared by all
     /// blocks; the linear maps and attention compute in `precision`.
     pub fn forward(&self, x: &Tensor, c_silu: &Tensor, precision: Precision) -> Result<Tensor> {

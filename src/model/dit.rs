@@ -185,3 +185,50 @@ impl Dit {
             .reshape((n, c, g * p, g * p))?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    /// The values cannot show whether the blocks hand their packings to the
+    /// ops (packed once or per product, the products agree), so this checks
+    /// the wiring: a bf16 forward of plain weights packs every block weight;
+    /// f32, and weights that are Vars, pack none.
+    #[test]
+    fn a_bf16_sampling_forward_packs_every_block_weight() -> Result<()> {
+        let config = DitConfig::preset("DiT-S/8", 32)?;
+        let device = Device::Cpu;
+        let plain = super::super::params::initial_tensors(&config, 3, &device, DType::F32)?;
+        let vars = plain
+            .iter()
+            .map(|(k, t)| Ok((k.clone(), Var::from_tensor(t)?.as_tensor().clone())))
+            .collect::<Result<HashMap<_, _>>>()?;
+        let x = Tensor::zeros((2, 4, 32, 32), DType::F32, &device)?;
+        let t = Tensor::new(&[10f32, 900.0], &device)?;
+        let y = Tensor::new(&[1u32, 2], &device)?;
+        let packed = |model: &Dit| -> Vec<bool> {
+            let blocks = model.blocks.iter();
+            blocks
+                .flat_map(|b| b.linears().map(|l| l.packing().is_made()))
+                .collect()
+        };
+        for (tensors, precision, expected) in [
+            (&plain, Precision::F32, false),
+            (&vars, Precision::Bf16, false),
+            (&plain, Precision::Bf16, true),
+        ] {
+            let model = Dit::from_tensors(config.clone(), tensors)?.with_precision(precision);
+            assert!(packed(&model).iter().all(|&p| !p));
+            model.forward(&x, &t, &y)?;
+            let made = packed(&model);
+            assert_eq!(made.len(), 5 * config.depth);
+            let var = tensors.values().next().is_some_and(|t| t.is_variable());
+            assert!(
+                made.iter().all(|&p| p == expected),
+                "{precision:?}, Var weights {var}: packed {made:?}"
+            );
+        }
+        Ok(())
+    }
+}

@@ -53,6 +53,11 @@ impl std::fmt::Debug for WeightPacking {
 }
 
 impl WeightPacking {
+    /// Whether a product has made the packing (and later ones reuse it).
+    pub fn is_made(&self) -> bool {
+        matches!(self.0.get(), Some(Some(_)))
+    }
+
     /// The packed `weight` for a product with `x`, where one may be used.
     pub(crate) fn for_product(
         &self,
